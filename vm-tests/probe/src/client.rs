@@ -1,0 +1,411 @@
+//! The three client modes and the classification of what went wrong.
+//!
+//! A request counts as failed only when it may have reached the server and
+//! no 2xx response came back. A request the client library hands back
+//! unsent (hyper's `TrySendError::take_message`, i.e. the connection was
+//! already known to be closing: HTTP/1 close seen, HTTP/2 GOAWAY received)
+//! is sent again on a new connection, as every real client does; it is
+//! counted in `unsent_retries`, not as a failure. What is *not* retried: a
+//! request written to a keep-alive connection that the server then closes
+//! (the idle-close race). Real clients lose those too, which is what a
+//! draining server must avoid.
+
+use std::error::Error as StdError;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clap::ValueEnum;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper::header::{HeaderValue, CONNECTION, HOST};
+use hyper::{Request, Response, Uri};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+use crate::stats::{Outcome, Reason};
+
+pub const VERSION_HEADER: &str = "x-hitless-version";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// HTTP/1.1, a new TCP connection for every request (`Connection: close`).
+    NewConn,
+    /// HTTP/1.1 keep-alive: one connection per worker, reused until the
+    /// server says `Connection: close` or closes it.
+    KeepAlive,
+    /// HTTP/2 over cleartext (prior knowledge): one connection shared by the
+    /// mode's workers, replaced after GOAWAY.
+    H2,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::NewConn => "new-conn",
+            Mode::KeepAlive => "keep-alive",
+            Mode::H2 => "h2",
+        }
+    }
+}
+
+/// Where requests go.
+#[derive(Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// `host:port`, for the Host header and `:authority`.
+    pub authority: String,
+    /// Origin form (`/slow?ms=100`), for HTTP/1.
+    pub path_and_query: String,
+    /// Absolute form, for HTTP/2 (`:scheme`, `:authority`, `:path`).
+    pub absolute: Uri,
+}
+
+impl Target {
+    pub async fn resolve(url: &str) -> Result<Target, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("bad --url {url:?}: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!("--url must be http://HOST:PORT/PATH, got {url:?}"));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("--url has no host: {url:?}"))?
+            .clone();
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let addr = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host} resolves to no address"))?;
+        let path_and_query = uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+        Ok(Target {
+            addr,
+            authority: authority.as_str().to_owned(),
+            path_and_query,
+            absolute: uri,
+        })
+    }
+}
+
+type Body = Empty<Bytes>;
+
+fn failed(reason: Reason, detail: impl Into<String>) -> Outcome {
+    Outcome::Failed { reason, detail: detail.into() }
+}
+
+/// Per-worker client state: the keep-alive connection, if any.
+pub struct Client {
+    mode: Mode,
+    target: Arc<Target>,
+    h1: Option<http1::SendRequest<Body>>,
+    h2: Option<Arc<H2Conn>>,
+    /// Requests handed back unsent and sent again (see module docs).
+    pub unsent_retries: u64,
+}
+
+/// How often one request may come back unsent before we call it a failure
+/// (a server that closes every new connection at once would loop forever).
+const MAX_UNSENT_RETRIES: u32 = 5;
+
+impl Client {
+    pub fn new(mode: Mode, target: Arc<Target>, h2: Option<Arc<H2Conn>>) -> Client {
+        Client { mode, target, h1: None, h2, unsent_retries: 0 }
+    }
+
+    /// Drop the connection after a failure or a timeout: its state is unknown.
+    pub fn reset(&mut self) {
+        self.h1 = None;
+    }
+
+    pub async fn request(&mut self) -> Outcome {
+        match self.mode {
+            Mode::NewConn | Mode::KeepAlive => self.request_h1().await,
+            Mode::H2 => self.request_h2().await,
+        }
+    }
+
+    fn h1_request(&self) -> Request<Body> {
+        let mut req = Request::new(Body::new());
+        // Both parse: path_and_query came from a valid Uri, authority too.
+        if let Ok(uri) = self.target.path_and_query.parse() {
+            *req.uri_mut() = uri;
+        }
+        if let Ok(host) = HeaderValue::from_str(&self.target.authority) {
+            req.headers_mut().insert(HOST, host);
+        }
+        if self.mode == Mode::NewConn {
+            req.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        req
+    }
+
+    async fn request_h1(&mut self) -> Outcome {
+        let mut req = self.h1_request();
+        let mut retries = 0;
+        loop {
+            let reusable = match self.h1.take() {
+                // ready() fails if the server closed the idle connection and
+                // we noticed before sending: nothing lost, connect again.
+                Some(mut s) => s.ready().await.is_ok().then_some(s),
+                None => None,
+            };
+            let mut sender = match reusable {
+                Some(s) => s,
+                None => match connect_h1(&self.target).await {
+                    Ok(s) => s,
+                    Err(o) => return o,
+                },
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let close = self.mode == Mode::NewConn || wants_close(&resp);
+                    let outcome = read_response(resp).await;
+                    if !close && matches!(outcome, Outcome::Ok { .. }) {
+                        self.h1 = Some(sender);
+                    }
+                    return outcome;
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if retries < MAX_UNSENT_RETRIES => {
+                        retries += 1;
+                        self.unsent_retries += 1;
+                        req = unsent;
+                    }
+                    _ => return classify_hyper(e.error(), "sending request"),
+                },
+            }
+        }
+    }
+
+    async fn request_h2(&mut self) -> Outcome {
+        let Some(pool) = self.h2.clone() else {
+            return failed(Reason::Other, "h2 mode without a connection slot");
+        };
+        let mut req = Request::new(Body::new());
+        *req.uri_mut() = self.target.absolute.clone();
+        let mut retries = 0;
+        loop {
+            let (generation, mut sender) = match pool.get(&self.target).await {
+                Ok(s) => s,
+                Err(o) => return o,
+            };
+            match sender.try_send_request(req).await {
+                Ok(resp) => return read_response(resp).await,
+                Err(mut e) => {
+                    pool.invalidate(generation).await;
+                    match e.take_message() {
+                        Some(unsent) if retries < MAX_UNSENT_RETRIES => {
+                            retries += 1;
+                            self.unsent_retries += 1;
+                            req = unsent;
+                        }
+                        _ => return classify_hyper(e.error(), "sending request"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One HTTP/2 connection shared by all h2 workers of a probe, replaced when
+/// it closes (after the server's GOAWAY).
+#[derive(Default)]
+pub struct H2Conn {
+    slot: Mutex<Option<(u64, http2::SendRequest<Body>)>>,
+    generation: AtomicU64,
+}
+
+impl H2Conn {
+    async fn get(&self, target: &Target) -> Result<(u64, http2::SendRequest<Body>), Outcome> {
+        let mut slot = self.slot.lock().await;
+        if let Some((g, s)) = slot.as_ref() {
+            if !s.is_closed() {
+                return Ok((*g, s.clone()));
+            }
+        }
+        // Connect while holding the lock, so the workers share one new
+        // connection instead of racing to open one each.
+        *slot = None;
+        let s = connect_h2(target).await?;
+        let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        *slot = Some((g, s.clone()));
+        Ok((g, s))
+    }
+
+    async fn invalidate(&self, generation: u64) {
+        let mut slot = self.slot.lock().await;
+        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *slot = None;
+        }
+    }
+}
+
+async fn connect_tcp(target: &Target) -> Result<TcpStream, Outcome> {
+    let stream = TcpStream::connect(target.addr).await.map_err(|e| {
+        let reason = match e.kind() {
+            io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
+            _ => Reason::ConnectError,
+        };
+        failed(reason, format!("connect {}: {e}", target.addr))
+    })?;
+    // Small requests, latency matters: do not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn connect_h1(target: &Target) -> Result<http1::SendRequest<Body>, Outcome> {
+    let stream = connect_tcp(target).await?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| classify_hyper(&e, "HTTP/1 handshake"))?;
+    // The connection's own errors also surface on the request using it.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn connect_h2(target: &Target) -> Result<http2::SendRequest<Body>, Outcome> {
+    let stream = connect_tcp(target).await?;
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+        .await
+        .map_err(|e| classify_hyper(&e, "HTTP/2 handshake"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+fn wants_close(resp: &Response<Incoming>) -> bool {
+    resp.headers()
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("close"))
+}
+
+async fn read_response(resp: Response<Incoming>) -> Outcome {
+    let status = resp.status();
+    let version = resp
+        .headers()
+        .get(VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match resp.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return classify_hyper(&e, "reading response body"),
+    };
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
+        return failed(Reason::Non2xx, format!("status {status}: {}", text.trim()));
+    }
+    match version {
+        Some(version) => Outcome::Ok { version },
+        None => failed(Reason::MissingVersion, format!("status {status} without {VERSION_HEADER}")),
+    }
+}
+
+fn find_source<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut s = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        cur = e.source();
+    }
+    s
+}
+
+pub fn reason_for_io(kind: io::ErrorKind) -> Reason {
+    match kind {
+        io::ErrorKind::ConnectionRefused => Reason::ConnectRefused,
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => Reason::Reset,
+        io::ErrorKind::UnexpectedEof => Reason::EofBeforeResponse,
+        io::ErrorKind::TimedOut => Reason::Timeout,
+        _ => Reason::Other,
+    }
+}
+
+fn reason_for_h2(e: &h2::Error) -> Reason {
+    if let Some(io) = e.get_io() {
+        return reason_for_io(io.kind());
+    }
+    if e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote()) {
+        return Reason::H2Refused;
+    }
+    Reason::Protocol
+}
+
+fn classify_hyper(err: &hyper::Error, during: &str) -> Outcome {
+    let detail = format!("{during}: {}", chain(err));
+    let reason = if let Some(h2e) = find_source::<h2::Error>(err) {
+        reason_for_h2(h2e)
+    } else if let Some(io) = find_source::<io::Error>(err) {
+        reason_for_io(io.kind())
+    } else if err.is_incomplete_message() || err.is_canceled() || err.is_closed() {
+        Reason::EofBeforeResponse
+    } else if err.is_parse() || err.is_parse_status() {
+        Reason::Protocol
+    } else if err.is_timeout() {
+        Reason::Timeout
+    } else {
+        Reason::Other
+    };
+    failed(reason, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_kinds_map_to_reasons() {
+        assert_eq!(reason_for_io(io::ErrorKind::ConnectionReset), Reason::Reset);
+        assert_eq!(reason_for_io(io::ErrorKind::BrokenPipe), Reason::Reset);
+        assert_eq!(reason_for_io(io::ErrorKind::UnexpectedEof), Reason::EofBeforeResponse);
+        assert_eq!(reason_for_io(io::ErrorKind::ConnectionRefused), Reason::ConnectRefused);
+        assert_eq!(reason_for_io(io::ErrorKind::TimedOut), Reason::Timeout);
+        assert_eq!(reason_for_io(io::ErrorKind::Other), Reason::Other);
+    }
+
+    #[test]
+    fn h2_reasons() {
+        assert_eq!(reason_for_h2(&h2::Error::from(h2::Reason::REFUSED_STREAM)), Reason::H2Refused);
+        assert_eq!(reason_for_h2(&h2::Error::from(h2::Reason::PROTOCOL_ERROR)), Reason::Protocol);
+    }
+
+    #[tokio::test]
+    async fn target_parsing() {
+        let t = Target::resolve("http://127.0.0.1:8080/slow?ms=5").await.unwrap();
+        assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(t.path_and_query, "/slow?ms=5");
+        assert_eq!(t.authority, "127.0.0.1:8080");
+        let t = Target::resolve("http://[::1]:9/").await.unwrap();
+        assert_eq!(t.addr, "[::1]:9".parse().unwrap());
+        assert!(Target::resolve("https://127.0.0.1/").await.is_err());
+        assert!(Target::resolve("not a url").await.is_err());
+    }
+}
