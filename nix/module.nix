@@ -12,13 +12,13 @@ let
 
   # The TCP port of a ListenStream= value: "8080", "0.0.0.0:8080" and
   # "[::1]:8080" have one; a path ("/run/hitless.sock"), an abstract socket
-  # ("@hitless") or a vsock address do not.
+  # ("@hitless") or a vsock address ("vsock:2:8080") do not.
   portOf =
     listen:
     let
       m = builtins.match "([^/@]*:)?([0-9]+)" listen;
     in
-    if m == null then null else lib.toInt (builtins.elemAt m 1);
+    if m == null || lib.hasPrefix "vsock:" listen then null else lib.toInt (builtins.elemAt m 1);
 
   tcpPorts = lib.unique (lib.filter (port: port != null) (map portOf cfg.listen));
 in
