@@ -1,0 +1,358 @@
+//! Test harness: run the real `hitless` binary with a listening socket passed
+//! the way systemd passes it (fd 3, `LISTEN_FDS`, `LISTEN_PID`), speak
+//! HTTP/1.1 to it over plain sockets, and listen on a real `NOTIFY_SOCKET`.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use command_fds::{CommandFdExt, FdMapping};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hitless");
+
+/// `sh` sets `LISTEN_PID` (and `WATCHDOG_PID` when a watchdog is asked for)
+/// to its own pid and `exec`s hitless, which keeps that pid: exactly what
+/// systemd does between fork and exec.
+const EXEC_WITH_LISTEN_PID: &str = r#"export LISTEN_PID=$$
+if [ -n "$WATCHDOG_USEC" ]; then export WATCHDOG_PID=$$; fi
+exec "$0" "$@""#;
+
+/// A fresh listening TCP socket on a free loopback port.
+pub fn tcp_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind loopback")
+}
+
+/// A `hitless` process under test.
+pub struct Hitless {
+    pub child: Child,
+    pub notify: Option<Notify>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// Builder for a `hitless` process.
+pub struct Launch {
+    cmd: Command,
+    fds: Vec<OwnedFd>,
+    notify: Option<Notify>,
+}
+
+impl Launch {
+    /// hitless with `fds` passed as 3, 4, … and `LISTEN_*` set as systemd does.
+    pub fn activated(fds: Vec<OwnedFd>, names: Option<&str>) -> Launch {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", EXEC_WITH_LISTEN_PID, BIN]);
+        cmd.env("LISTEN_FDS", fds.len().to_string());
+        if let Some(names) = names {
+            cmd.env("LISTEN_FDNAMES", names);
+        }
+        Launch {
+            cmd,
+            fds,
+            notify: None,
+        }
+    }
+
+    /// hitless started by hand, no `LISTEN_*`.
+    pub fn plain() -> Launch {
+        Launch {
+            cmd: Command::new(BIN),
+            fds: Vec::new(),
+            notify: None,
+        }
+    }
+
+    /// Activated from a TCP listener the test keeps (like PID 1 does).
+    pub fn with_listener(listener: &TcpListener) -> Launch {
+        let fd: OwnedFd = listener.try_clone().expect("dup listener").into();
+        Launch::activated(vec![fd], Some("test.socket"))
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Launch {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Launch {
+        self.cmd.env(key, value);
+        self
+    }
+
+    /// Have hitless notify a socket this test reads.
+    pub fn with_notify(mut self) -> Launch {
+        let notify = Notify::new();
+        self.cmd.env("NOTIFY_SOCKET", &notify.path);
+        self.notify = Some(notify);
+        self
+    }
+
+    /// Raw command (for tests that need an odd setup).
+    pub fn command(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+
+    pub fn spawn(mut self) -> Hitless {
+        let mappings = self
+            .fds
+            .into_iter()
+            .enumerate()
+            .map(|(i, parent_fd)| FdMapping {
+                parent_fd,
+                child_fd: 3 + i as i32,
+            })
+            .collect();
+        self.cmd
+            .fd_mappings(mappings)
+            .expect("fd mappings")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().expect("spawn hitless");
+        // Drain stderr continuously so a chatty child never blocks on a full pipe.
+        let stderr = child.stderr.take().map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = pipe.read_to_string(&mut s);
+                s
+            })
+        });
+        Hitless {
+            child,
+            notify: self.notify,
+            stderr,
+        }
+    }
+
+    /// Run to completion; returns the exit status and stderr.
+    pub fn run_to_exit(self, timeout: Duration) -> (ExitStatus, String) {
+        let mut h = self.spawn();
+        let status = h.wait_exit(timeout);
+        (status, h.stderr())
+    }
+}
+
+impl Hitless {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).expect("signal hitless");
+    }
+
+    pub fn sigterm(&self) {
+        self.signal(Signal::SIGTERM);
+    }
+
+    /// Wait for exit; kills the process and panics on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "hitless did not exit within {timeout:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Everything the process wrote to stderr (call after it exited).
+    pub fn stderr(&mut self) -> String {
+        match self.stderr.take() {
+            Some(handle) => handle.join().unwrap_or_default(),
+            None => String::new(),
+        }
+    }
+
+    /// Wait for `READY=1` on the notify socket.
+    pub fn wait_ready(&self) -> Vec<String> {
+        let notify = self
+            .notify
+            .as_ref()
+            .expect("launched without with_notify()");
+        notify.wait_for("READY=1", Duration::from_secs(10))
+    }
+}
+
+impl Drop for Hitless {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A `NOTIFY_SOCKET` the test listens on.
+pub struct Notify {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    socket: UnixDatagram,
+}
+
+impl Notify {
+    pub fn new() -> Notify {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify.sock");
+        let socket = UnixDatagram::bind(&path).expect("bind notify socket");
+        Notify {
+            _dir: dir,
+            path,
+            socket,
+        }
+    }
+
+    /// Next datagram, split into its `KEY=VALUE` lines.
+    pub fn recv(&self, timeout: Duration) -> Option<Vec<String>> {
+        self.socket.set_read_timeout(Some(timeout)).ok()?;
+        let mut buf = [0u8; 4096];
+        let n = self.socket.recv(&mut buf).ok()?;
+        Some(
+            String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// Wait for a message containing `line`; returns that message.
+    pub fn wait_for(&self, line: &str, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(left.max(Duration::from_millis(1))) {
+                Some(msg) if msg.iter().any(|l| l == line) => return msg,
+                Some(_) => continue,
+                None => panic!("no {line} on the notify socket within {timeout:?}"),
+            }
+        }
+    }
+}
+
+/// A parsed HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A minimal HTTP/1.1 keep-alive client over one TCP connection: the tests
+/// need to control exactly when each request is written.
+pub struct Http1 {
+    reader: BufReader<TcpStream>,
+}
+
+impl Http1 {
+    pub fn connect(addr: SocketAddr) -> io::Result<Http1> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_nodelay(true)?;
+        Ok(Http1 {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    pub fn send(&mut self, path: &str) -> io::Result<()> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        self.reader.get_mut().write_all(req.as_bytes())
+    }
+
+    pub fn recv(&mut self) -> io::Result<Response> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before a response",
+            ));
+        }
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .ok_or_else(|| io::Error::other("response without content-length"))?;
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body)?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    pub fn get(&mut self, path: &str) -> io::Result<Response> {
+        self.send(path)?;
+        self.recv()
+    }
+}
+
+/// One request on a new connection.
+pub fn get(addr: SocketAddr, path: &str) -> io::Result<Response> {
+    Http1::connect(addr)?.get(path)
+}
+
+/// Poll until a request to `addr` succeeds (for servers started without a
+/// notify socket).
+pub fn wait_serving(addr: SocketAddr, timeout: Duration) {
+    let start = Instant::now();
+    while get(addr, "/healthz").map(|r| r.status).ok() != Some(200) {
+        assert!(
+            start.elapsed() < timeout,
+            "{addr} not serving after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
+}

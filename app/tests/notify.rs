@@ -1,0 +1,77 @@
+//! Readiness protocol over a real NOTIFY_SOCKET.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn ready_only_when_serving_then_stopping_on_sigterm() {
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let mut server = Launch::with_listener(&listener).with_notify().spawn();
+    let ready = server.wait_ready();
+    let status = ready
+        .iter()
+        .find(|l| l.starts_with("STATUS="))
+        .expect("READY=1 without STATUS=");
+    assert!(status.contains(&addr.to_string()), "{status}");
+    // Serving the moment READY=1 arrives, no retry needed.
+    assert_eq!(get(addr, "/healthz").unwrap().status, 200);
+
+    server.sigterm();
+    let stopping = server
+        .notify
+        .as_ref()
+        .unwrap()
+        .wait_for("STOPPING=1", Duration::from_secs(5));
+    assert!(stopping.iter().any(|l| l.starts_with("STATUS=Draining")));
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+}
+
+#[test]
+fn pings_the_watchdog_at_half_the_interval() {
+    let listener = tcp_listener();
+    let server = Launch::with_listener(&listener)
+        .env("WATCHDOG_USEC", "200000")
+        .with_notify()
+        .spawn();
+    server.wait_ready();
+    let notify = server.notify.as_ref().unwrap();
+    let start = Instant::now();
+    for _ in 0..4 {
+        notify.wait_for("WATCHDOG=1", Duration::from_secs(2));
+    }
+    // Four pings at 100 ms intervals: well under the 200 ms deadline each.
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(800),
+        "pings too slow: {took:?}"
+    );
+}
+
+#[test]
+fn no_watchdog_pings_without_watchdog_usec() {
+    let listener = tcp_listener();
+    let server = Launch::with_listener(&listener).with_notify().spawn();
+    server.wait_ready();
+    let notify = server.notify.as_ref().unwrap();
+    assert!(notify.recv(Duration::from_millis(300)).is_none());
+}
+
+#[test]
+fn started_by_hand_without_notify_socket_is_fine() {
+    let taken = tcp_listener();
+    let addr = taken.local_addr().unwrap();
+    drop(taken);
+    let mut server = Launch::plain()
+        .arg("--listen")
+        .arg(addr.to_string())
+        .spawn();
+    wait_serving(addr, Duration::from_secs(10));
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    let log = server.stderr();
+    assert!(!log.contains("sd_notify failed"), "{log}");
+}
