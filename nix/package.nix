@@ -6,6 +6,9 @@
 { lib
 , stdenv
 , rustPlatform
+, curl
+, procps
+, systemd
   # Build the same source but report another version (`hitless --version`,
   # the x-hitless-version header, /version). The upgrade tests switch from
   # the default build to one made with "2.0.0". The service reads the
@@ -35,6 +38,27 @@ rustPlatform.buildRustPackage {
   # The static build is the same code as the default package, whose tests
   # already ran; running them again for musl only costs time.
   doCheck = !stdenv.hostPlatform.isStatic;
+
+  # The integration tests (app/tests) run the real binary with sockets passed
+  # as systemd passes them, all on loopback, which the build sandbox has.
+  # They call curl (HTTP/1 over a unix socket, h2c), pkill, and
+  # systemd-socket-activate (a standalone tool: no running systemd needed).
+  nativeCheckInputs = [ curl procps systemd ];
+
+  # The drain tests measure timing under load: run them one at a time, so a
+  # busy builder running other jobs does not also race them against each
+  # other.
+  dontUseCargoParallelTests = true;
+
+  checkFlags = [
+    # A control experiment, not a property of the package: it asserts that
+    # with --idle-grace 0s the keep-alive race *does* lose a request, to show
+    # that the real test can see that race. Whether the race shows within its
+    # ten tries depends on the builder's scheduling, so it is left to the
+    # project's CI; the guarantee itself
+    # (keep_alive_request_sent_at_sigterm_is_answered) runs here.
+    "--skip=control_without_idle_grace_the_race_loses_requests"
+  ];
 
   # The units are the ones every package installs (../units); only the path
   # of the binary differs. The NixOS module replaces ExecStart= in a drop-in

@@ -1,12 +1,14 @@
 # Socket activation on demand: after boot only hitless.socket (PID 1) listens;
 # the first request starts hitless.service, which serves it on the inherited
-# socket. A stopped service is started again by the next request. Also checks
-# that services.hitless.listen replaces the unit's ListenStream= list (here a
-# TCP port plus a unix socket, both passed to the one process).
+# socket. A stopped service is started again by the next request, also when
+# all three client modes arrive at once (the container tests' scenario).
+# Also checks that services.hitless.listen replaces the unit's ListenStream=
+# list (here a TCP port plus a unix socket, both passed to the one process).
 { pkgs, self }:
 
 let
   common = import ./common.nix { inherit pkgs self; };
+  inherit (common) packages;
 in
 pkgs.testers.runNixOSTest {
   name = "hitless-socket-activation";
@@ -14,10 +16,13 @@ pkgs.testers.runNixOSTest {
   nodes.machine = {
     imports = [ common.server ];
     services.hitless.listen = [ "8080" "/run/hitless.sock" ];
+    environment.systemPackages = [ packages.hitless-probe ];
   };
 
   testScript = ''
     import json
+
+    ${common.importScenarios}
 
 
     def version_over(curl_args):
@@ -55,5 +60,10 @@ pkgs.testers.runNixOSTest {
         again = version_over("http://127.0.0.1:8080/version")
         machine.require_unit_state("hitless.service", "active")
         assert again["pid"] != first["pid"], (first, again)
+
+    # Stops the service, then starts the probe's three modes at once.
+    env = sc.Env(server=machine, client=machine, upgrade=None, subtest=subtest, log=print)
+    sc.activation_on_demand(env)
+    print(sc.format_results(env.results))
   '';
 }
