@@ -9,6 +9,10 @@
 //! request written to a keep-alive connection that the server then closes
 //! (the idle-close race). Real clients lose those too, which is what a
 //! draining server must avoid.
+//!
+//! HTTP/2 streams the server refused unprocessed (see `is_unprocessed_h2`)
+//! are retried too, counted in `refused_retries`: the protocol guarantees
+//! the server did nothing with them.
 
 use std::error::Error as StdError;
 use std::io;
@@ -110,6 +114,8 @@ pub struct Client {
     h2: Option<Arc<H2Conn>>,
     /// Requests handed back unsent and sent again (see module docs).
     pub unsent_retries: u64,
+    /// HTTP/2 requests refused unprocessed (GOAWAY) and sent again.
+    pub refused_retries: u64,
 }
 
 /// How often one request may come back unsent before we call it a failure
@@ -118,7 +124,7 @@ const MAX_UNSENT_RETRIES: u32 = 5;
 
 impl Client {
     pub fn new(mode: Mode, target: Arc<Target>, h2: Option<Arc<H2Conn>>) -> Client {
-        Client { mode, target, h1: None, h2, unsent_retries: 0 }
+        Client { mode, target, h1: None, h2, unsent_retries: 0, refused_retries: 0 }
     }
 
     /// Drop the connection after a failure or a timeout: its state is unknown.
@@ -180,7 +186,7 @@ impl Client {
                         self.unsent_retries += 1;
                         req = unsent;
                     }
-                    _ => return classify_hyper(e.error(), "sending request"),
+                    _ => return classify_hyper(e.error(), "request"),
                 },
             }
         }
@@ -190,10 +196,10 @@ impl Client {
         let Some(pool) = self.h2.clone() else {
             return failed(Reason::Other, "h2 mode without a connection slot");
         };
-        let mut req = Request::new(Body::new());
-        *req.uri_mut() = self.target.absolute.clone();
         let mut retries = 0;
         loop {
+            let mut req = Request::new(Body::new());
+            *req.uri_mut() = self.target.absolute.clone();
             let (generation, mut sender) = match pool.get(&self.target).await {
                 Ok(s) => s,
                 Err(o) => return o,
@@ -202,18 +208,33 @@ impl Client {
                 Ok(resp) => return read_response(resp).await,
                 Err(mut e) => {
                     pool.invalidate(generation).await;
-                    match e.take_message() {
-                        Some(unsent) if retries < MAX_UNSENT_RETRIES => {
+                    if retries < MAX_UNSENT_RETRIES {
+                        if e.take_message().is_some() {
                             retries += 1;
                             self.unsent_retries += 1;
-                            req = unsent;
+                            continue;
                         }
-                        _ => return classify_hyper(e.error(), "sending request"),
+                        if is_unprocessed_h2(e.error()) {
+                            retries += 1;
+                            self.refused_retries += 1;
+                            continue;
+                        }
                     }
+                    return classify_hyper(e.error(), "request");
                 }
             }
         }
     }
+}
+
+/// An HTTP/2 stream the server refused without processing it: above the
+/// last stream id of its GOAWAY, or reset with REFUSED_STREAM. RFC 9113
+/// §8.7: such requests "have not been processed" and may be retried, which
+/// is what HTTP/2 clients do. It happens in a graceful drain when the
+/// client's HEADERS for a new stream was still queued while its PING
+/// acknowledgement (sent first) let the server send its final GOAWAY.
+fn is_unprocessed_h2(err: &hyper::Error) -> bool {
+    find_source::<h2::Error>(err).is_some_and(|e| reason_for_h2(e) == Reason::H2Refused)
 }
 
 /// One HTTP/2 connection shared by all h2 workers of a probe, replaced when

@@ -44,8 +44,8 @@ struct Cli {
     duration: Duration,
     /// Versions (x-hitless-version) each mode must see, in this order,
     /// e.g. 1.0.0,2.0.0.
-    #[arg(long, value_parser = stats::parse_versions)]
-    expect_versions: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    expect_versions: Vec<String>,
     /// Write the full report as JSON to this file.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -185,14 +185,15 @@ async fn run(cli: Cli) -> Result<bool, String> {
         let timeline = live.timeline.lock().unwrap_or_else(PoisonError::into_inner).segments.clone();
         mode_reports.insert(live.mode.as_str(), ModeReport::new(&stats, timeline));
     }
-    let problems = report::problems(&mode_reports, cli.expect_versions.as_deref());
+    let expected = (!cli.expect_versions.is_empty()).then_some(cli.expect_versions.as_slice());
+    let problems = report::problems(&mode_reports, expected);
     let report = Report {
         url: cli.url.clone(),
         concurrency,
         rate: cli.rate,
         elapsed_s: elapsed.as_secs_f64(),
         stopped_by,
-        expected_versions: cli.expect_versions.clone(),
+        expected_versions: expected.map(<[String]>::to_vec),
         passed: problems.is_empty(),
         problems,
         modes: mode_reports,
@@ -257,6 +258,7 @@ async fn worker(
         stats.record(at, began.elapsed(), &outcome);
     }
     stats.unsent_retries = client.unsent_retries;
+    stats.refused_retries = client.refused_retries;
     stats
 }
 
@@ -310,4 +312,34 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     tmp.push(".tmp");
     std::fs::write(&tmp, data)?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cli_parses_the_documented_form() {
+        let cli = Cli::try_parse_from([
+            "hitless-probe", "--url", "http://127.0.0.1:8080/", "--mode", "h2", "--mode", "keep-alive",
+            "--concurrency", "4", "--duration", "2s", "--expect-versions", "1.0.0,2.0.0",
+            "--report", "/tmp/r.json", "--request-timeout", "500ms", "--rate", "100",
+        ])
+        .unwrap();
+        assert_eq!(cli.modes, vec![Mode::H2, Mode::KeepAlive]);
+        assert_eq!(cli.expect_versions, vec!["1.0.0", "2.0.0"]);
+        assert_eq!(cli.duration, Duration::from_secs(2));
+        assert_eq!(cli.request_timeout, Duration::from_millis(500));
+        let cli = Cli::try_parse_from(["hitless-probe", "--url=http://x/"]).unwrap();
+        assert!(cli.modes.is_empty() && cli.expect_versions.is_empty());
+        assert_eq!(cli.concurrency, 8);
+        assert!(Cli::try_parse_from(["hitless-probe", "--url=http://x/", "--concurrency=0"]).is_err());
+        assert!(Cli::try_parse_from(["hitless-probe", "--url=http://x/", "--mode=h3"]).is_err());
+    }
 }

@@ -19,6 +19,7 @@ pub struct ModeReport {
     pub ok: u64,
     pub failed: u64,
     pub unsent_retries: u64,
+    pub refused_retries: u64,
     pub failures_by_reason: BTreeMap<&'static str, u64>,
     pub latency: LatencySummary,
     pub worst_second: Option<WorstSecond>,
@@ -39,6 +40,7 @@ impl ModeReport {
             ok: stats.ok,
             failed,
             unsent_retries: stats.unsent_retries,
+            refused_retries: stats.refused_retries,
             failures_by_reason: stats.failures_by_reason(),
             latency: stats.latency_summary(),
             worst_second: stats.worst_second(),
@@ -129,12 +131,17 @@ pub fn human(r: &Report) -> String {
             o,
             "{:<11} {:>9} {:>7} {:>8.2} {:>8.2} {:>9.1} {:>9}  {}",
             name, m.requests, m.failed, m.latency.p50_ms, m.latency.p99_ms, m.latency.max_ms,
-            m.unsent_retries, worst
+            m.unsent_retries + m.refused_retries, worst
         );
     }
     for (name, m) in &r.modes {
         let _ = writeln!(o, "versions {name}: {}", fmt_timeline(&m.timeline));
     }
+    let _ = writeln!(
+        o,
+        "(retried: requests never sent, or HTTP/2 streams the server refused unprocessed with GOAWAY, \
+         sent again on a new connection; not failures)"
+    );
     for (name, m) in &r.modes {
         for f in m.failures.iter().take(10) {
             let _ = writeln!(o, "failure {name} t={:.3}s {}: {}", f.at_s, f.reason.as_str(), f.detail);

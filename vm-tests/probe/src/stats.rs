@@ -149,6 +149,9 @@ pub struct ModeStats {
     /// already closing) and that were sent again on a new connection. Not
     /// failures: no server ever saw them.
     pub unsent_retries: u64,
+    /// HTTP/2 requests refused unprocessed by the server's GOAWAY and sent
+    /// again on a new connection. Not failures either (RFC 9113 §8.7).
+    pub refused_retries: u64,
     pub failures: Vec<Failure>,
     pub latency: Histogram<u64>,
     pub seconds: Vec<SecondStats>,
@@ -162,6 +165,7 @@ impl Default for ModeStats {
         ModeStats {
             ok: 0,
             unsent_retries: 0,
+            refused_retries: 0,
             failures: Vec::new(),
             // Constant, valid bounds (low >= 1, high >= 2 * low, sigfig <= 5):
             // this cannot fail.
@@ -206,6 +210,7 @@ impl ModeStats {
     pub fn merge(&mut self, other: &ModeStats) {
         self.ok += other.ok;
         self.unsent_retries += other.unsent_retries;
+        self.refused_retries += other.refused_retries;
         self.failures.extend(other.failures.iter().cloned());
         // Both histograms share bounds, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
@@ -267,20 +272,6 @@ pub fn worst_second(seconds: &[SecondStats]) -> Option<WorstSecond> {
     })
 }
 
-/// Parse `--expect-versions 1.0.0,2.0.0`.
-pub fn parse_versions(s: &str) -> Result<Vec<String>, String> {
-    let v: Vec<String> = s
-        .split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if v.is_empty() {
-        return Err("expected a comma-separated list of versions".into());
-    }
-    Ok(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,12 +303,6 @@ mod tests {
         assert!(!is_subsequence(&["2", "2"], &["2"]));
         assert!(!is_subsequence(&["2", "1"], &["1", "2"]));
         assert!(!is_subsequence(&["1"], &[] as &[&str]));
-    }
-
-    #[test]
-    fn parse_versions_list() {
-        assert_eq!(parse_versions("1.0.0, 2.0.0").unwrap(), vec!["1.0.0", "2.0.0"]);
-        assert!(parse_versions(" , ").is_err());
     }
 
     #[test]
@@ -357,9 +342,11 @@ mod tests {
             &Outcome::Failed { reason: Reason::Timeout, detail: String::new() },
         );
         b.unsent_retries = 2;
+        b.refused_retries = 1;
         a.merge(&b);
         assert_eq!(a.ok, 2);
         assert_eq!(a.unsent_retries, 2);
+        assert_eq!(a.refused_retries, 1);
         assert_eq!(a.failures.len(), 1);
         assert_eq!(a.seconds.len(), 2);
         assert_eq!(a.seconds[1].requests, 2);

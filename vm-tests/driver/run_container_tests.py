@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Run the hitless scenarios in Debian 12 containers with systemd as PID 1.
+
+Normally started by vm-tests/run-container-tests, which builds what this
+needs first. Each test gets a fresh ephemeral container, into which the unit
+files and binaries are installed the way a package would; see
+docs/container-tests.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "scenarios"))
+
+import hitless_scenarios as sc  # noqa: E402
+from nspawn import Interrupted, Machine, MachineError, install_signal_handlers, log, preflight, subtest  # noqa: E402
+from rootfs import ensure_rootfs  # noqa: E402
+
+STORE = "/usr/local/lib/hitless-versions"
+UNIT_DIR = "/usr/lib/systemd/system"
+HITLESS_UNITS = ("hitless.socket", "hitless.service")
+
+
+class Runner:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.binaries: dict[str, Path] = {}
+        for spec in args.hitless:
+            v, _, path = spec.partition("=")
+            self.binaries[v] = Path(path)
+        self.versions = list(self.binaries)
+        self.log_dir = Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.rootfs: Path | None = None
+        self.outcomes: list[tuple[str, bool, str]] = []
+        self.results: dict = {}
+
+    # --- a container with hitless installed like a package would ----------
+
+    def install(self, m: Machine, version: str) -> None:
+        """Replace /usr/bin/hitless the way a package manager does: write the
+        new file under a temporary name, then rename it over the old one (the
+        running process keeps its inode)."""
+        m.succeed(f"install -m 0755 {STORE}/hitless-{version} /usr/bin/.hitless.new"
+                  " && mv -f /usr/bin/.hitless.new /usr/bin/hitless")
+
+    def setup(self, m: Machine) -> None:
+        m.copy_from_host(self.args.probe, "/usr/local/bin/hitless-probe")
+        for v, path in self.binaries.items():
+            m.copy_from_host(path, f"{STORE}/hitless-{v}")
+        units = Path(self.args.units)
+        for u in HITLESS_UNITS:
+            m.copy_from_host(units / u, f"{UNIT_DIR}/{u}")
+        self.install(m, self.versions[0])
+        m.succeed("systemctl daemon-reload", "systemctl enable --now hitless.socket")
+        m.wait_for_unit("hitless.socket")
+
+    def env(self, m: Machine) -> sc.Env:
+        def upgrade(version: str) -> None:
+            self.install(m, version)
+            m.succeed("systemctl restart hitless.service")
+
+        return sc.Env(server=m, client=m, upgrade=upgrade, versions=self.versions, subtest=subtest, log=log,
+                      concurrency=self.args.concurrency, rate=self.args.rate, results=self.results)
+
+    def machine(self, name: str) -> Machine:
+        assert self.rootfs is not None
+        return Machine(self.rootfs, log_dir=self.log_dir, name=f"hitless-{name}")
+
+    # --- bookkeeping -------------------------------------------------------
+
+    def run(self, name: str, fn) -> None:
+        log(f"##### {name}")
+        t0 = time.monotonic()
+        try:
+            fn()
+        except Interrupted:
+            raise
+        except Exception as e:
+            self.outcomes.append((name, False, f"{type(e).__name__}: {e}"))
+            log(f"##### {name}: FAILED ({time.monotonic() - t0:.1f}s)")
+            if not isinstance(e, (sc.ScenarioFailed, MachineError)):
+                traceback.print_exc()
+            return
+        self.outcomes.append((name, True, ""))
+        log(f"##### {name}: passed ({time.monotonic() - t0:.1f}s)")
+
+    def in_container(self, name: str, body) -> None:
+        """Run body(machine) in a fresh container; on failure print the
+        journal of the hitless units (and the probes) before tearing down."""
+        def fn():
+            with self.machine(name) as m:
+                try:
+                    self.setup(m)
+                    body(m)
+                except Exception:
+                    m.dump_journal("hitless.socket", "hitless.service", lines=300)
+                    _, probes = m.execute("systemctl list-units --all --plain --no-legend 'hitless-probe-*' "
+                                          "| awk '{print $1}'")
+                    for unit in probes.split():
+                        m.dump_journal(unit, lines=50)
+                    raise
+        self.run(name, fn)
+
+    # --- tests -------------------------------------------------------------
+
+    def test_units(self, m: Machine) -> None:
+        with subtest("unit files: systemd-analyze security and verify"):
+            units = Path(self.args.units)
+            out = subprocess.run(["systemd-analyze", "security", "--offline=true", "--no-pager",
+                                  str(units / "hitless.service")], capture_output=True, text=True)
+            text = out.stdout + out.stderr
+            match = re.search(r"Overall exposure level for hitless\.service: (\d+\.\d+) (\S+)", text)
+            if not match:
+                raise sc.ScenarioFailed(f"no exposure level in systemd-analyze output:\n{text}")
+            score = float(match.group(1))
+            for line in text.splitlines():
+                if line.startswith("✗"):
+                    log(f"security: {' '.join(line.split())}")
+            log(f"SECURITY SCORE (systemd-analyze security --offline=true): hitless.service "
+                f"{score} {match.group(2)} (threshold {self.args.max_exposure})")
+            online = m.succeed("systemd-analyze security --no-pager hitless.service | tail -n 1").strip()
+            log(f"security, as loaded by systemd in the container: {online}")
+            self.results["units"] = {"exposure": score, "rating": match.group(2), "in_container": online}
+            if score > self.args.max_exposure:
+                raise sc.ScenarioFailed(f"exposure {score} > {self.args.max_exposure}")
+            verify = m.succeed(f"systemd-analyze verify {UNIT_DIR}/hitless.socket {UNIT_DIR}/hitless.service 2>&1")
+            if verify.strip():
+                raise sc.ScenarioFailed(f"systemd-analyze verify is not silent:\n{verify}")
+            log("systemd-analyze verify: no findings")
+
+        with subtest("the service runs hardened and socket-activated"):
+            info = sc.served(self.env(m))
+            if not info["socket_activated"] or info["listeners"][0]["name"] != "hitless.socket":
+                raise sc.ScenarioFailed(f"not socket-activated as hitless.socket: {info}")
+            props = m.get_unit_info("hitless.service")
+            log(f"running as {m.succeed('ps -o user=,pid=,args= -C hitless').strip()}; "
+                f"NRestarts={props.get('NRestarts')}")
+            # Nothing but the journal/notify sockets: no TCP socket of its own.
+            m.succeed("systemctl stop hitless.service")
+
+        with subtest("the port changes with a drop-in on the socket"):
+            m.succeed("mkdir -p /etc/systemd/system/hitless.socket.d",
+                      "printf '[Socket]\\nListenStream=\\nListenStream=127.0.0.1:9090\\n'"
+                      " > /etc/systemd/system/hitless.socket.d/port.conf",
+                      "systemctl daemon-reload", "systemctl restart hitless.socket")
+            m.wait_for_open_port(9090)
+            m.wait_for_closed_port(8080, timeout=10)
+            got = json.loads(m.succeed("curl -sS --fail http://127.0.0.1:9090/version"))
+            if got["listeners"][0]["address"] != "127.0.0.1:9090":
+                raise sc.ScenarioFailed(f"unexpected listeners: {got['listeners']}")
+            m.succeed("rm -r /etc/systemd/system/hitless.socket.d", "systemctl daemon-reload",
+                      "systemctl stop hitless.service", "systemctl restart hitless.socket")
+            m.wait_for_open_port(8080)
+
+    def negative_control(self, m: Machine) -> None:
+        """Break the drain from outside (the stop signal becomes SIGKILL, as
+        if the service exited at once on SIGTERM) and check that the slow
+        request scenario catches it."""
+        with subtest("negative control: with a broken drain the slow-request scenario must fail"):
+            m.succeed("mkdir -p /etc/systemd/system/hitless.service.d",
+                      "printf '[Service]\\nKillSignal=SIGKILL\\n' > /etc/systemd/system/hitless.service.d/break.conf",
+                      "systemctl daemon-reload")
+            env = self.env(m)
+            env.results = {}
+            try:
+                sc.restart_with_slow_requests(env, slow_ms=self.args.slow_ms)
+            except sc.ScenarioFailed as e:
+                first = [line for line in str(e).splitlines()[:4] if line.strip()]
+                if e.failed_requests == 0:
+                    raise sc.ScenarioFailed("negative control: the scenario failed, but not because requests "
+                                            "failed: " + " | ".join(first)) from e
+                log(f"negative control: the scenario failed, as it must, with {e.failed_requests} failed "
+                    "request(s): " + " | ".join(first))
+                self.results["negative_control"] = {"detected": True, "failed_requests": e.failed_requests,
+                                                    "reason": first}
+                return
+            raise sc.ScenarioFailed("negative control: the scenario PASSED with a broken drain: "
+                                    "the tests cannot tell a drain from a kill")
+
+    def main(self) -> int:
+        problems = preflight()
+        if problems:
+            log("cannot run container tests: " + "; ".join(problems))
+            return 2
+        self.rootfs = ensure_rootfs()
+        log(f"root file system: {self.rootfs}; logs: {self.log_dir}")
+        wanted = self.args.only or ["units", *sc.ALL, "negative-control"]
+        a = self.args
+        for name in wanted:
+            if name == "units":
+                self.in_container("units", self.test_units)
+            elif name == "activation":
+                self.in_container(name, lambda m: sc.activation_on_demand(self.env(m)))
+            elif name == "upgrade":
+                self.in_container(name, lambda m: sc.upgrade_under_load(self.env(m), rounds=a.rounds))
+            elif name == "slow":
+                self.in_container(name, lambda m: sc.restart_with_slow_requests(self.env(m), slow_ms=a.slow_ms))
+            elif name == "sigkill":
+                self.in_container(name, lambda m: sc.sigkill_under_load(self.env(m)))
+            elif name == "negative-control":
+                self.in_container(name, self.negative_control)
+            else:
+                log(f"unknown test {name!r}")
+                return 2
+
+        (self.log_dir / "results.json").write_text(json.dumps(self.results, indent=2) + "\n")
+        print("\n==== measured (also in " + str(self.log_dir / "results.json") + ")")
+        print(sc.format_results(self.results))
+        print("\n==== container tests")
+        for name, ok, why in self.outcomes:
+            print(f"{'PASS' if ok else 'FAIL'} {name}" + (f": {why.splitlines()[0]}" if why else ""))
+        passed = sum(ok for _, ok, _ in self.outcomes)
+        failed = len(self.outcomes) - passed
+        print(f"container tests: {passed} passed, {failed} failed")
+        return 0 if failed == 0 else 1
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hitless", action="append", required=True, metavar="VERSION=PATH",
+                   help="a hitless binary and the version it reports; the first is installed first (twice)")
+    p.add_argument("--probe", required=True, help="hitless-probe binary")
+    p.add_argument("--units", required=True, help="directory with hitless.socket and hitless.service")
+    p.add_argument("--only", action="append", metavar="TEST",
+                   help="run only these: units, activation, upgrade, slow, sigkill, negative-control")
+    p.add_argument("--rounds", type=int, default=10, help="upgrades in the upgrade scenario (default 10)")
+    p.add_argument("--slow-ms", type=int, default=3000, help="duration of the slow requests (default 3000)")
+    p.add_argument("--concurrency", type=int, default=8, help="probe workers per client mode (default 8)")
+    p.add_argument("--rate", type=int, default=300, help="requests/s per client mode (default 300)")
+    p.add_argument("--max-exposure", type=float, default=2.0, help="highest acceptable security score")
+    p.add_argument("--log-dir", default="/tmp/hitless-container-tests", help="where logs and results go")
+    args = p.parse_args()
+    install_signal_handlers()
+    try:
+        return Runner(args).main()
+    except Interrupted as e:
+        log(f"interrupted ({e}); containers were torn down")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
