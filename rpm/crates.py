@@ -26,6 +26,7 @@ Runs on the python3 of EL8 (3.6): standard library only, no newer syntax.
 """
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -203,6 +204,7 @@ def cmd_licenses(args):
                          % (args.manifest, ", ".join(missing) or "-", ", ".join(extra) or "-"))
     os.makedirs(args.out_dir)
     rows = []
+    first_copy = {}
     for p in bundled(meta):
         crate_dir = os.path.dirname(p["manifest_path"])
         dest = os.path.join(args.out_dir, "%s-%s" % (p["name"], p["version"]))
@@ -217,7 +219,16 @@ def cmd_licenses(args):
                 continue
             if os.path.isfile(src):
                 os.makedirs(dest, exist_ok=True)
-                shutil.copyfile(src, os.path.join(dest, base))
+                with open(src, "rb") as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+                here = os.path.join(os.path.basename(dest), base)
+                if digest in first_copy:
+                    # Same text as another crate's: a relative symlink, so the
+                    # package carries each distinct licence text once.
+                    os.symlink(os.path.join("..", first_copy[digest]), os.path.join(dest, base))
+                else:
+                    shutil.copyfile(src, os.path.join(dest, base))
+                    first_copy[digest] = here
                 files.append(base)
             elif os.path.isdir(src):
                 shutil.copytree(src, os.path.join(dest, base))
