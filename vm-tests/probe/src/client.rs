@@ -82,7 +82,10 @@ impl Target {
             .ok_or_else(|| format!("--url has no host: {url:?}"))?
             .clone();
         let port = authority.port_u16().unwrap_or(80);
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let addr = tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
@@ -103,7 +106,10 @@ impl Target {
 type Body = Empty<Bytes>;
 
 fn failed(reason: Reason, detail: impl Into<String>) -> Outcome {
-    Outcome::Failed { reason, detail: detail.into() }
+    Outcome::Failed {
+        reason,
+        detail: detail.into(),
+    }
 }
 
 /// Per-worker client state: the keep-alive connection, if any.
@@ -124,7 +130,14 @@ const MAX_UNSENT_RETRIES: u32 = 5;
 
 impl Client {
     pub fn new(mode: Mode, target: Arc<Target>, h2: Option<Arc<H2Conn>>) -> Client {
-        Client { mode, target, h1: None, h2, unsent_retries: 0, refused_retries: 0 }
+        Client {
+            mode,
+            target,
+            h1: None,
+            h2,
+            unsent_retries: 0,
+            refused_retries: 0,
+        }
     }
 
     /// Drop the connection after a failure or a timeout: its state is unknown.
@@ -149,7 +162,8 @@ impl Client {
             req.headers_mut().insert(HOST, host);
         }
         if self.mode == Mode::NewConn {
-            req.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            req.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         req
     }
@@ -332,7 +346,10 @@ async fn read_response(resp: Response<Incoming>) -> Outcome {
     }
     match version {
         Some(version) => Outcome::Ok { version },
-        None => failed(Reason::MissingVersion, format!("status {status} without {VERSION_HEADER}")),
+        None => failed(
+            Reason::MissingVersion,
+            format!("status {status} without {VERSION_HEADER}"),
+        ),
     }
 }
 
@@ -406,21 +423,35 @@ mod tests {
     fn io_kinds_map_to_reasons() {
         assert_eq!(reason_for_io(io::ErrorKind::ConnectionReset), Reason::Reset);
         assert_eq!(reason_for_io(io::ErrorKind::BrokenPipe), Reason::Reset);
-        assert_eq!(reason_for_io(io::ErrorKind::UnexpectedEof), Reason::EofBeforeResponse);
-        assert_eq!(reason_for_io(io::ErrorKind::ConnectionRefused), Reason::ConnectRefused);
+        assert_eq!(
+            reason_for_io(io::ErrorKind::UnexpectedEof),
+            Reason::EofBeforeResponse
+        );
+        assert_eq!(
+            reason_for_io(io::ErrorKind::ConnectionRefused),
+            Reason::ConnectRefused
+        );
         assert_eq!(reason_for_io(io::ErrorKind::TimedOut), Reason::Timeout);
         assert_eq!(reason_for_io(io::ErrorKind::Other), Reason::Other);
     }
 
     #[test]
     fn h2_reasons() {
-        assert_eq!(reason_for_h2(&h2::Error::from(h2::Reason::REFUSED_STREAM)), Reason::H2Refused);
-        assert_eq!(reason_for_h2(&h2::Error::from(h2::Reason::PROTOCOL_ERROR)), Reason::Protocol);
+        assert_eq!(
+            reason_for_h2(&h2::Error::from(h2::Reason::REFUSED_STREAM)),
+            Reason::H2Refused
+        );
+        assert_eq!(
+            reason_for_h2(&h2::Error::from(h2::Reason::PROTOCOL_ERROR)),
+            Reason::Protocol
+        );
     }
 
     #[tokio::test]
     async fn target_parsing() {
-        let t = Target::resolve("http://127.0.0.1:8080/slow?ms=5").await.unwrap();
+        let t = Target::resolve("http://127.0.0.1:8080/slow?ms=5")
+            .await
+            .unwrap();
         assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(t.path_and_query, "/slow?ms=5");
         assert_eq!(t.authority, "127.0.0.1:8080");

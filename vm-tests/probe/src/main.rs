@@ -28,7 +28,11 @@ use report::{ModeReport, Report};
 use stats::{ModeStats, Outcome, Reason, Timeline};
 
 #[derive(Parser, Debug)]
-#[command(name = "hitless-probe", version, about = "Load probe for hitless upgrade tests")]
+#[command(
+    name = "hitless-probe",
+    version,
+    about = "Load probe for hitless upgrade tests"
+)]
 struct Cli {
     /// What to request, e.g. http://127.0.0.1:8080/ or http://127.0.0.1:8080/slow?ms=3000
     #[arg(long)]
@@ -106,7 +110,8 @@ async fn run(cli: Cli) -> Result<bool, String> {
     modes.dedup();
 
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| format!("SIGINT handler: {e}"))?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| format!("SIGTERM handler: {e}"))?;
 
     let start = Instant::now();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -123,8 +128,8 @@ async fn run(cli: Cli) -> Result<bool, String> {
 
     let concurrency = usize::from(cli.concurrency);
     // Each worker waits concurrency/rate seconds between its requests.
-    let interval = (cli.rate > 0)
-        .then(|| Duration::from_secs_f64(concurrency as f64 / cli.rate as f64));
+    let interval =
+        (cli.rate > 0).then(|| Duration::from_secs_f64(concurrency as f64 / cli.rate as f64));
 
     let mut lives = Vec::new();
     let mut handles = Vec::new();
@@ -140,7 +145,14 @@ async fn run(cli: Cli) -> Result<bool, String> {
             let client = Client::new(mode, target.clone(), h2.clone());
             handles.push((
                 mode,
-                tokio::spawn(worker(client, live.clone(), start, stop_rx.clone(), cli.request_timeout, interval)),
+                tokio::spawn(worker(
+                    client,
+                    live.clone(),
+                    start,
+                    stop_rx.clone(),
+                    cli.request_timeout,
+                    interval,
+                )),
             ));
         }
         lives.push(live);
@@ -164,7 +176,9 @@ async fn run(cli: Cli) -> Result<bool, String> {
 
     let mut merged: BTreeMap<Mode, ModeStats> = BTreeMap::new();
     for (mode, h) in handles {
-        let stats = h.await.map_err(|e| format!("a {} worker panicked: {e}", mode.as_str()))?;
+        let stats = h
+            .await
+            .map_err(|e| format!("a {} worker panicked: {e}", mode.as_str()))?;
         merged.entry(mode).or_default().merge(&stats);
     }
     let elapsed = start.elapsed();
@@ -182,7 +196,12 @@ async fn run(cli: Cli) -> Result<bool, String> {
     let mut mode_reports = BTreeMap::new();
     for live in &lives {
         let stats = merged.remove(&live.mode).unwrap_or_default();
-        let timeline = live.timeline.lock().unwrap_or_else(PoisonError::into_inner).segments.clone();
+        let timeline = live
+            .timeline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .segments
+            .clone();
         mode_reports.insert(live.mode.as_str(), ModeReport::new(&stats, timeline));
     }
     let expected = (!cli.expect_versions.is_empty()).then_some(cli.expect_versions.as_slice());
@@ -201,7 +220,8 @@ async fn run(cli: Cli) -> Result<bool, String> {
     print!("{}", report::human(&report));
     if let Some(path) = &cli.report {
         let json = serde_json::to_vec_pretty(&report).map_err(|e| format!("report: {e}"))?;
-        write_atomically(path, &json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        write_atomically(path, &json)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(report.passed)
 }
@@ -298,7 +318,11 @@ fn write_status(path: &Path, lives: &[Arc<Live>], start: Instant, finished: bool
             )
         })
         .collect();
-    let s = Status { elapsed_s: start.elapsed().as_secs_f64(), finished, modes };
+    let s = Status {
+        elapsed_s: start.elapsed().as_secs_f64(),
+        finished,
+        modes,
+    };
     if let Ok(json) = serde_json::to_vec(&s) {
         // Best effort: a missed update is followed by the next one.
         let _ = write_atomically(path, &json);
@@ -327,9 +351,25 @@ mod tests {
     #[test]
     fn cli_parses_the_documented_form() {
         let cli = Cli::try_parse_from([
-            "hitless-probe", "--url", "http://127.0.0.1:8080/", "--mode", "h2", "--mode", "keep-alive",
-            "--concurrency", "4", "--duration", "2s", "--expect-versions", "1.0.0,2.0.0",
-            "--report", "/tmp/r.json", "--request-timeout", "500ms", "--rate", "100",
+            "hitless-probe",
+            "--url",
+            "http://127.0.0.1:8080/",
+            "--mode",
+            "h2",
+            "--mode",
+            "keep-alive",
+            "--concurrency",
+            "4",
+            "--duration",
+            "2s",
+            "--expect-versions",
+            "1.0.0,2.0.0",
+            "--report",
+            "/tmp/r.json",
+            "--request-timeout",
+            "500ms",
+            "--rate",
+            "100",
         ])
         .unwrap();
         assert_eq!(cli.modes, vec![Mode::H2, Mode::KeepAlive]);
@@ -339,7 +379,9 @@ mod tests {
         let cli = Cli::try_parse_from(["hitless-probe", "--url=http://x/"]).unwrap();
         assert!(cli.modes.is_empty() && cli.expect_versions.is_empty());
         assert_eq!(cli.concurrency, 8);
-        assert!(Cli::try_parse_from(["hitless-probe", "--url=http://x/", "--concurrency=0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["hitless-probe", "--url=http://x/", "--concurrency=0"]).is_err()
+        );
         assert!(Cli::try_parse_from(["hitless-probe", "--url=http://x/", "--mode=h3"]).is_err());
     }
 }

@@ -46,7 +46,12 @@ impl ModeReport {
             worst_second: stats.worst_second(),
             versions: timeline.iter().map(|s| s.version.clone()).collect(),
             timeline,
-            failures: stats.failures.iter().take(MAX_LISTED_FAILURES).cloned().collect(),
+            failures: stats
+                .failures
+                .iter()
+                .take(MAX_LISTED_FAILURES)
+                .cloned()
+                .collect(),
             failures_truncated: stats.failures.len() > MAX_LISTED_FAILURES,
             seconds: stats.seconds.clone(),
         }
@@ -75,9 +80,16 @@ pub fn problems(
     let mut out = Vec::new();
     for (name, m) in modes {
         if m.failed > 0 {
-            let reasons: Vec<String> =
-                m.failures_by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
-            out.push(format!("{name}: {} failed request(s) ({})", m.failed, reasons.join(", ")));
+            let reasons: Vec<String> = m
+                .failures_by_reason
+                .iter()
+                .map(|(r, n)| format!("{n} {r}"))
+                .collect();
+            out.push(format!(
+                "{name}: {} failed request(s) ({})",
+                m.failed,
+                reasons.join(", ")
+            ));
         }
         if m.ok == 0 {
             out.push(format!("{name}: no successful request"));
@@ -87,7 +99,11 @@ pub fn problems(
                 out.push(format!(
                     "{name}: expected versions {} in this order, saw {}",
                     exp.join(" -> "),
-                    if m.versions.is_empty() { "none".to_owned() } else { m.versions.join(" -> ") }
+                    if m.versions.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        m.versions.join(" -> ")
+                    }
                 ));
             }
         }
@@ -101,7 +117,12 @@ fn fmt_timeline(t: &[Segment]) -> String {
     }
     // Long alternations (10 upgrades) stay readable on one line each.
     t.iter()
-        .map(|s| format!("{} [{:.1}-{:.1}s, {}]", s.version, s.first_s, s.last_s, s.count))
+        .map(|s| {
+            format!(
+                "{} [{:.1}-{:.1}s, {}]",
+                s.version, s.first_s, s.last_s, s.count
+            )
+        })
         .collect::<Vec<_>>()
         .join(" -> ")
 }
@@ -113,7 +134,11 @@ pub fn human(r: &Report) -> String {
         "hitless-probe {} | {} worker(s) per mode{} | ran {:.1}s, stopped by {}",
         r.url,
         r.concurrency,
-        if r.rate > 0 { format!(", {} req/s per mode", r.rate) } else { String::new() },
+        if r.rate > 0 {
+            format!(", {} req/s per mode", r.rate)
+        } else {
+            String::new()
+        },
         r.elapsed_s,
         r.stopped_by
     );
@@ -125,13 +150,24 @@ pub fn human(r: &Report) -> String {
     for (name, m) in &r.modes {
         let worst = m.worst_second.map_or_else(
             || "-".to_owned(),
-            |w| format!("t={}s: max {:.1} ms over {} req, {} failed", w.start_s, w.max_ms, w.requests, w.failures),
+            |w| {
+                format!(
+                    "t={}s: max {:.1} ms over {} req, {} failed",
+                    w.start_s, w.max_ms, w.requests, w.failures
+                )
+            },
         );
         let _ = writeln!(
             o,
             "{:<11} {:>9} {:>7} {:>8.2} {:>8.2} {:>9.1} {:>9}  {}",
-            name, m.requests, m.failed, m.latency.p50_ms, m.latency.p99_ms, m.latency.max_ms,
-            m.unsent_retries + m.refused_retries, worst
+            name,
+            m.requests,
+            m.failed,
+            m.latency.p50_ms,
+            m.latency.p99_ms,
+            m.latency.max_ms,
+            m.unsent_retries + m.refused_retries,
+            worst
         );
     }
     for (name, m) in &r.modes {
@@ -144,10 +180,20 @@ pub fn human(r: &Report) -> String {
     );
     for (name, m) in &r.modes {
         for f in m.failures.iter().take(10) {
-            let _ = writeln!(o, "failure {name} t={:.3}s {}: {}", f.at_s, f.reason.as_str(), f.detail);
+            let _ = writeln!(
+                o,
+                "failure {name} t={:.3}s {}: {}",
+                f.at_s,
+                f.reason.as_str(),
+                f.detail
+            );
         }
         if m.failed > 10 {
-            let _ = writeln!(o, "failure {name}: ... {} more (see the JSON report)", m.failed - 10);
+            let _ = writeln!(
+                o,
+                "failure {name}: ... {} more (see the JSON report)",
+                m.failed - 10
+            );
         }
     }
     if let Some(exp) = &r.expected_versions {
@@ -172,13 +218,22 @@ mod tests {
     fn mode(ok: u64, fails: u64, versions: &[&str]) -> ModeReport {
         let mut s = ModeStats::default();
         for i in 0..ok {
-            s.record(Duration::from_millis(i), Duration::from_millis(1), &Outcome::Ok { version: "x".into() });
+            s.record(
+                Duration::from_millis(i),
+                Duration::from_millis(1),
+                &Outcome::Ok {
+                    version: "x".into(),
+                },
+            );
         }
         for _ in 0..fails {
             s.record(
                 Duration::from_millis(5),
                 Duration::from_millis(1),
-                &Outcome::Failed { reason: Reason::Reset, detail: "rst".into() },
+                &Outcome::Failed {
+                    reason: Reason::Reset,
+                    detail: "rst".into(),
+                },
             );
         }
         let mut t = Timeline::default();
@@ -199,8 +254,14 @@ mod tests {
         m.insert("keep-alive", mode(10, 2, &["2"]));
         let p = problems(&m, Some(&exp));
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].contains("keep-alive: 2 failed request(s) (2 reset)"), "{p:?}");
-        assert!(p[1].contains("expected versions 1 -> 2 in this order, saw 2"), "{p:?}");
+        assert!(
+            p[0].contains("keep-alive: 2 failed request(s) (2 reset)"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("expected versions 1 -> 2 in this order, saw 2"),
+            "{p:?}"
+        );
 
         let mut m = BTreeMap::new();
         m.insert("h2", mode(0, 0, &[]));
@@ -225,8 +286,14 @@ mod tests {
             modes,
         };
         let h = human(&r);
-        assert!(h.contains("versions keep-alive: 1 [0.0-0.0s, 1] -> 2 [1.0-1.0s, 1]"), "{h}");
+        assert!(
+            h.contains("versions keep-alive: 1 [0.0-0.0s, 1] -> 2 [1.0-1.0s, 1]"),
+            "{h}"
+        );
         assert!(h.contains("failure keep-alive t=0.005s reset: rst"), "{h}");
-        assert!(h.contains("FAIL: keep-alive: 1 failed request(s) (1 reset)"), "{h}");
+        assert!(
+            h.contains("FAIL: keep-alive: 1 failed request(s) (1 reset)"),
+            "{h}"
+        );
     }
 }

@@ -215,7 +215,8 @@ impl ModeStats {
         // Both histograms share bounds, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
         if self.seconds.len() < other.seconds.len() {
-            self.seconds.resize(other.seconds.len(), SecondStats::default());
+            self.seconds
+                .resize(other.seconds.len(), SecondStats::default());
         }
         for (mine, theirs) in self.seconds.iter_mut().zip(&other.seconds) {
             mine.requests += theirs.requests;
@@ -260,7 +261,7 @@ pub fn worst_second(seconds: &[SecondStats]) -> Option<WorstSecond> {
         if s.requests == 0 {
             continue;
         }
-        if best.map_or(true, |(_, b)| s.max_latency_us > b.max_latency_us) {
+        if best.is_none_or(|(_, b)| s.max_latency_us > b.max_latency_us) {
             best = Some((i, s));
         }
     }
@@ -309,12 +310,19 @@ mod tests {
     fn record_and_summarise() {
         let mut s = ModeStats::default();
         for i in 1..=100u64 {
-            s.record(Duration::from_millis(i * 10), Duration::from_millis(i), &ok("1"));
+            s.record(
+                Duration::from_millis(i * 10),
+                Duration::from_millis(i),
+                &ok("1"),
+            );
         }
         s.record(
             Duration::from_millis(2500),
             Duration::from_millis(3000),
-            &Outcome::Failed { reason: Reason::Reset, detail: "x".into() },
+            &Outcome::Failed {
+                reason: Reason::Reset,
+                detail: "x".into(),
+            },
         );
         assert_eq!(s.ok, 100);
         assert_eq!(s.failures.len(), 1);
@@ -334,12 +342,23 @@ mod tests {
     fn merge_adds_up() {
         let mut a = ModeStats::default();
         let mut b = ModeStats::default();
-        a.record(Duration::from_millis(100), Duration::from_millis(5), &ok("1"));
-        b.record(Duration::from_millis(1500), Duration::from_millis(7), &ok("1"));
+        a.record(
+            Duration::from_millis(100),
+            Duration::from_millis(5),
+            &ok("1"),
+        );
+        b.record(
+            Duration::from_millis(1500),
+            Duration::from_millis(7),
+            &ok("1"),
+        );
         b.record(
             Duration::from_millis(1600),
             Duration::from_millis(1),
-            &Outcome::Failed { reason: Reason::Timeout, detail: String::new() },
+            &Outcome::Failed {
+                reason: Reason::Timeout,
+                detail: String::new(),
+            },
         );
         b.unsent_retries = 2;
         b.refused_retries = 1;
@@ -358,8 +377,16 @@ mod tests {
     fn worst_second_skips_empty_and_prefers_earliest() {
         let s = [
             SecondStats::default(),
-            SecondStats { requests: 3, failures: 0, max_latency_us: 2000 },
-            SecondStats { requests: 1, failures: 0, max_latency_us: 2000 },
+            SecondStats {
+                requests: 3,
+                failures: 0,
+                max_latency_us: 2000,
+            },
+            SecondStats {
+                requests: 1,
+                failures: 0,
+                max_latency_us: 2000,
+            },
         ];
         assert_eq!(worst_second(&s).unwrap().start_s, 1);
         assert!(worst_second(&[]).is_none());
