@@ -131,7 +131,8 @@ def ensure_rootfs(cache: Path = DEFAULT_CACHE, extra_packages: tuple[str, ...] =
 
 
 def prune(cache: Path = DEFAULT_CACHE, keep: Path | None = None) -> None:
-    """Remove cached trees of other recipes (old versions of this one)."""
+    """Remove cached trees of other recipes (old versions of this one, and
+    those with extra packages: only when nobody else is using them)."""
     if not cache.is_dir():
         return
     for p in cache.glob("rootfs-*"):
@@ -141,4 +142,9 @@ def prune(cache: Path = DEFAULT_CACHE, keep: Path | None = None) -> None:
 
 
 if __name__ == "__main__":
-    print(ensure_rootfs())
+    # rootfs.py            build (if needed) and print the path
+    # rootfs.py --prune    also delete cached trees of other recipes
+    path = ensure_rootfs()
+    if "--prune" in sys.argv[1:]:
+        prune(keep=path)
+    print(path)
