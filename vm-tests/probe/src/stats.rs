@@ -159,6 +159,8 @@ pub struct ModeStats {
 
 /// Latencies are recorded in microseconds, 1 µs to 10 minutes.
 const MAX_LATENCY_US: u64 = 600_000_000;
+/// Per-second buckets are kept for one day at most.
+const MAX_SECONDS: u64 = 86_400;
 
 impl Default for ModeStats {
     fn default() -> Self {
@@ -183,7 +185,8 @@ impl ModeStats {
         let us = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_LATENCY_US);
-        let sec = usize::try_from(at.as_secs()).unwrap_or(usize::MAX - 1);
+        // Runs longer than a day share the last bucket.
+        let sec = usize::try_from(at.as_secs().min(MAX_SECONDS)).unwrap_or(0);
         if self.seconds.len() <= sec {
             self.seconds.resize(sec + 1, SecondStats::default());
         }
