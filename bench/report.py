@@ -1,0 +1,555 @@
+#!/usr/bin/env python3
+"""Turn target/bench/results.json (written by bench/bench.py) into
+docs/bench.md (tables) and docs/bench.png (plot, drawn with gnuplot).
+
+    python3 bench/report.py [results.json] [--docs DIR]
+
+Every figure is the median over the runs, with [min–max] beside it.
+Standard library only; gnuplot (Debian's gnuplot-nox) draws the plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MB = 1_000_000
+MODES = ("keep-alive", "new-conn", "h2")
+MODE_NAMES = {"keep-alive": "HTTP/1.1 keep-alive", "new-conn": "new connection per request",
+              "h2": "HTTP/2 (h2c)"}
+VARIANTS = ("hitless (socket)", "hitless (--listen)", "seed (Go)")
+VARIANT_NAMES = {"hitless (socket)": "hitless, socket-activated",
+                 "hitless (--listen)": "hitless, binds itself (`--listen`, no socket unit)",
+                 "seed (Go)": "seed design (Go, fd 3 + `Shutdown`)"}
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return statistics.median(xs) if xs else None
+
+
+def spread(xs):
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return (min(xs), max(xs)) if xs else (None, None)
+
+
+def num(x, digits: int = 0) -> str:
+    if x is None:
+        return "–"
+    if digits == 0:
+        return f"{x:,.0f}"
+    return f"{x:,.{digits}f}"
+
+
+def fmt(xs, digits: int = 0, unit: str = "") -> str:
+    """median [min–max]"""
+    m = med(xs)
+    if m is None:
+        return "–"
+    lo, hi = spread(xs)
+    if lo == hi or len([x for x in xs if x is not None]) < 2:
+        return f"{num(m, digits)}{unit}"
+    return f"{num(m, digits)}{unit} [{num(lo, digits)}–{num(hi, digits)}]"
+
+
+def mib(kb: float) -> str:
+    return f"{kb * 1024 / MB:.2f} MB ({kb / 1024:.2f} MiB)"
+
+
+def verdict(ok: bool, miss: str = "") -> str:
+    return "met" if ok else f"**missed**{': ' + miss if miss else ''}"
+
+
+# --- aggregation -------------------------------------------------------------
+
+def steady_groups(res: dict) -> dict:
+    g = defaultdict(lambda: defaultdict(list))
+    for r in res["steady"]["runs"]:
+        for k in ("rps", "p50_ms", "p99_ms", "us_per_req", "server_core_busy", "other_cores", "errors"):
+            g[(r["server"], r["mode"])][k].append(r[k])
+    return g
+
+
+def paired_ratios(res: dict, mode: str, key: str = "rps") -> list[float]:
+    by_round = defaultdict(dict)
+    for r in res["steady"]["runs"]:
+        if r["mode"] == mode:
+            by_round[r["round"]][r["server"]] = r[key]
+    return [d["hitless"] / d["nginx"] for d in by_round.values() if d.get("nginx") and "hitless" in d]
+
+
+def upgrade_groups(res: dict) -> dict:
+    g = defaultdict(lambda: defaultdict(list))
+    for r in res["upgrade"]["runs"]:
+        if r["load"] == "wrk":
+            k = g[(r["variant"], "wrk", "keep-alive")]
+            k["lost"].append(r["lost"])
+            k["refused"].append(r["socket_errors"]["connect"] + r["socket_errors"]["write"])
+            k["requests"].append(r["requests"])
+            k["rps"].append(r["rps"])
+            k["restart_ms"].append(r["restart_cmd_ms"])
+            continue
+        for mode, m in r["modes"].items():
+            k = g[(r["variant"], r["load"], mode)]
+            k["failed"].append(m["failed"])
+            k["p99"].append(m["during_p99_ms"])
+            k["max"].append(m["during_max_ms"])
+            k["window"].append(m["disturbed_ms"])
+            k["base_p99"].append(m["baseline_p99_ms"])
+            k["requests"].append(m["requests"])
+            k["new_seen"].append(m["new_version_seen"])
+            for reason, n in m["failures_by_reason"].items():
+                k["reasons"].append((reason, n))
+        k = g[(r["variant"], r["load"], "*")]
+        k["restart_ms"].append(r["restart_cmd_ms"])
+        if "slow" in r:
+            k["slow_failed"].append(r["slow"]["failed"])
+            k["slow_max"].append(r["slow"]["max_ms"])
+            k["slow_on_old"].append(r["slow"]["answered_by"] == [r["from"]])
+    return g
+
+
+# --- the plot ----------------------------------------------------------------
+
+def plot(res: dict, png: Path) -> bool:
+    gp = shutil.which("gnuplot")
+    if not gp:
+        print("report: gnuplot not found, no plot (apt-get install gnuplot-nox)", file=sys.stderr)
+        return False
+    work = Path(tempfile.mkdtemp(prefix="hitless-plot-"))
+    try:
+        panels = []
+        if "steady" in res:
+            sg = steady_groups(res)
+            rows_rps, rows_cpu = [], []
+            for mode in MODES:
+                h, n = sg[("hitless", mode)], sg[("nginx", mode)]
+                rows_rps.append((mode, *stats3(h["rps"], 1e-3), *stats3(n["rps"], 1e-3)))
+                rows_cpu.append((mode, *stats3(h["us_per_req"]), *stats3(n["us_per_req"])))
+            write_dat(work / "rps.dat", rows_rps)
+            write_dat(work / "cpu.dat", rows_cpu)
+            panels.append(bars("rps.dat", "Steady state: throughput (1 core each)", "thousand req/s",
+                               ["hitless", "nginx"]))
+            panels.append(bars("cpu.dat", "Steady state: server CPU time per request", "µs / request",
+                               ["hitless", "nginx"]))
+        if "upgrade" in res:
+            ug = upgrade_groups(res)
+            rows_win, rows_fail = [], []
+            for load, label in (("open", ""), ("open+slow", "\\n+ slow")):
+                for mode in MODES:
+                    row_w, row_f = [f"{mode}{label}"], [f"{mode}{label}"]
+                    for v in VARIANTS:
+                        k = ug.get((v, load, mode))
+                        row_w += stats3(k["window"]) if k else ["NaN"] * 3
+                        row_f += stats3(k["failed"]) if k else ["NaN"] * 3
+                    rows_win.append(row_w)
+                    rows_fail.append(row_f)
+            row_f = ["wrk -c16"]
+            for v in VARIANTS:
+                k = ug.get((v, "wrk", "keep-alive"))
+                row_f += stats3(k["lost"]) if k else ["NaN"] * 3
+            rows_fail.append(row_f)
+            write_dat(work / "win.dat", rows_win)
+            write_dat(work / "fail.dat", rows_fail, zero_as=0.0)
+            panels.append(bars("win.dat", "Restart under load: disturbed window (failed or slow requests)",
+                               "ms (log scale)", list(VARIANTS), log=True))
+            panels.append(bars("fail.dat", "Restart under load: failed requests per restart",
+                               "requests (log scale; 0 = no bar)", list(VARIANTS), log=True))
+        if not panels:
+            return False
+        rows = (len(panels) + 1) // 2
+        script = [
+            f"set terminal pngcairo size 1500,{560 * rows} font 'DejaVu Sans,10'",
+            f"set output '{png}'",
+            f"set multiplot layout {rows},2",
+            "set style data histograms",
+            "set style histogram errorbars gap 1 lw 1",
+            "set style fill solid 0.8 border -1",
+            "set boxwidth 0.9",
+            "set key top left",
+            "set grid ytics",
+            "set bars 0.5",
+            "set xtics font ',9'",
+            "set bmargin 4",
+        ] + panels + ["unset multiplot"]
+        (work / "plot.gp").write_text("\n".join(script) + "\n")
+        p = subprocess.run([gp, str(work / "plot.gp")], cwd=work, capture_output=True, text=True)
+        if p.returncode != 0:
+            print(f"report: gnuplot failed:\n{p.stderr}", file=sys.stderr)
+            return False
+        return True
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def stats3(xs, scale: float = 1.0):
+    m = med(xs)
+    if m is None:
+        return ["NaN"] * 3
+    lo, hi = spread(xs)
+    return [m * scale, lo * scale, hi * scale]
+
+
+def write_dat(path: Path, rows, zero_as=None) -> None:
+    with open(path, "w") as f:
+        for row in rows:
+            cells = [f'"{row[0]}"']
+            for x in row[1:]:
+                if isinstance(x, str):
+                    cells.append(x)
+                elif zero_as is not None and x <= 0:
+                    cells.append("0.01")  # log scale: 0 draws no bar (below the y range)
+                else:
+                    cells.append(f"{x:.6g}")
+            f.write(" ".join(cells) + "\n")
+
+
+def bars(dat: str, title: str, ylabel: str, names: list[str], log: bool = False) -> str:
+    n = len(names)
+    lines = [f"set title '{title}'", f"set ylabel '{ylabel}'"]
+    lines += ["set logscale y", "set yrange [0.5:*]"] if log else ["unset logscale y", "set yrange [0:*]"]
+    lines += ["set label 1 'no bar: 0 failed (seed: no h2c at all)' at graph 0.99, graph 0.96 right" if "0 = no bar" in ylabel else "unset label 1"]
+    parts = []
+    for i, name in enumerate(names):
+        c = 2 + 3 * i
+        parts.append(f"'{dat}' using {c}:{c + 1}:{c + 2}" + (":xtic(1)" if i == 0 else "") + f" title '{name}'")
+    lines.append("plot " + ", ".join(parts))
+    del n
+    return "\n".join(lines)
+
+
+# --- the Markdown ------------------------------------------------------------
+
+def report(res: dict, png_name: str | None) -> str:
+    meta = res["meta"]
+    o: list[str] = []
+    w = o.append
+    w("# Benchmarks")
+    w("")
+    w("<!-- Generated by bench/run (bench/report.py) from target/bench/results.json. Do not edit by hand. -->")
+    w("")
+    mode = "**quick mode** (smoke test: fewer, shorter runs; numbers are indicative only)" if meta.get("quick") \
+        else "full run"
+    w(f"Measured {meta.get('started', '?')}, {mode}. Regenerate with `sudo bench/run` "
+      "(about 10 minutes; `--quick` for a smoke test).")
+    w("")
+    w(machine_section(res))
+    w("")
+    w("Every figure is the **median** over the runs, with **[min–max]** of the runs beside it. "
+      "Servers are interleaved run by run (A B, then B A, ...), so slow drifts of the machine hit all of them alike.")
+    w("")
+    if png_name:
+        w(f"![benchmark plot]({png_name})")
+        w("")
+    w(targets_section(res))
+    if "steady" in res:
+        w(steady_section(res))
+    if "upgrade" in res:
+        w(upgrade_section(res))
+    if "cost" in res:
+        w(cost_section(res))
+    w(method_section(res))
+    return "\n".join(o).rstrip() + "\n"
+
+
+def machine_section(res: dict) -> str:
+    meta = res["meta"]
+    q = meta.get("quiet_check", {})
+    t = meta.get("tools", {})
+    lines = [
+        "## Machine and load",
+        "",
+        f"- {meta['cpu']}, {meta['cores']} cores, {meta['mem_gib']} GiB, {meta['os']}, Linux {meta['kernel']} "
+        f"(virtualization: {meta.get('virtualization', '?')}).",
+        f"- Tools: nginx {t.get('nginx', '?')}, {t.get('wrk', '?')}, {t.get('h2load', '?')}, "
+        f"{t.get('go', '?')}, {t.get('rustc', '?')}; container: {t.get('systemd (container)') or '?'}.",
+        f"- Load average at start: {' / '.join(str(x) for x in q.get('load', []))} (1/5/15 min)"
+        + (f", after waiting {q.get('waited_s')} s for a quiet machine" if q.get("waited_s") else "")
+        + (". The machine was **quiet** (1-min load < 0.5)." if q.get("quiet") else
+           ". The machine was **not quiet**: other jobs were running, the numbers are noisier than they should be."),
+    ]
+    if "steady" in res:
+        others = [r["other_cores"] for r in res["steady"]["runs"]]
+        lines.append(f"- CPU used by everything else during the steady-state runs (other jobs, kernel threads): "
+                     f"{fmt(others, 2)} cores (of 2).")
+    for part, ph in meta.get("phases", {}).items():
+        lines.append(f"- Phase {part}: {ph['seconds']} s; load average {ph['load_before'][0]} before, "
+                     f"{ph['load_after'][0]} after.")
+    return "\n".join(lines)
+
+
+def targets_section(res: dict) -> str:
+    rows = []
+    if "upgrade" in res:
+        ug = upgrade_groups(res)
+        total, restarts = 0, 0
+        for (v, load, mode), k in ug.items():
+            if v == "hitless (socket)":
+                if load == "wrk":
+                    total += sum(k["lost"])
+                    restarts += len(k["lost"])
+                elif mode != "*":
+                    total += sum(k["failed"])
+                elif mode == "*":
+                    restarts += len(k["restart_ms"])
+        ka_seed = ug.get(("seed (Go)", "wrk", "keep-alive"), {}).get("lost", [])
+        rows.append(("zero failed requests during upgrades, every client mode",
+                     f"hitless (socket-activated): {total} failed in {restarts} restarts "
+                     f"(keep-alive, new-conn, h2, with and without slow requests, and wrk -c16); "
+                     f"seed design under wrk -c16: {fmt(ka_seed)} lost per restart",
+                     verdict(total == 0, f"{total} failed")))
+    if "steady" in res:
+        sg = steady_groups(res)
+        ka = med(paired_ratios(res, "keep-alive"))
+        rows.append(("keep-alive req/s ≥ nginx's", f"{ka:.2f}× nginx", verdict(ka >= 1.0, f"{(1 - ka) * 100:.0f}% below")))
+        h2 = med(paired_ratios(res, "h2"))
+        rows.append(("HTTP/2 req/s ≥ 1.75× nginx's", f"{h2:.2f}× nginx",
+                     verdict(h2 >= 1.75, f"{h2:.2f}× instead of 1.75× ({(1 - h2 / 1.75) * 100:.0f}% short)")))
+        hc, nc = med(sg[("hitless", "new-conn")]["us_per_req"]), med(sg[("nginx", "new-conn")]["us_per_req"])
+        rows.append(("new-connection server CPU per request ≤ nginx's",
+                     f"{hc:.1f} µs vs nginx {nc:.1f} µs",
+                     verdict(hc <= nc, f"{(hc / nc - 1) * 100:.0f}% more ({hc - nc:.1f} µs)")))
+    if "cost" in res:
+        c = res["cost"]
+        r = med(c["ready_ms"]["socket"])
+        rows.append(("exec → READY=1 within 10 ms", f"{r:.1f} ms (socket-activated)",
+                     verdict(r <= 10, f"{r - 10:.1f} ms over")))
+        rss = med(c["idle_rss_kb"]["socket"])
+        rows.append(("idle RSS ≤ 4 MB", mib(rss),
+                     verdict(rss * 1024 <= 4 * MB, f"{(rss * 1024 - 4 * MB) / MB:.2f} MB over "
+                             f"(also over 4 MiB)" if rss > 4096 else f"{(rss * 1024 - 4 * MB) / MB:.2f} MB over "
+                             "4 MB (within 4 MiB)")))
+        size = c["size_bytes"]["hitless (stripped)"]
+        rows.append(("stripped binary ≤ 3 MB", f"{size / MB:.2f} MB ({size / 1024 / 1024:.2f} MiB)",
+                     verdict(size <= 3 * MB, f"{(size - 3 * MB) / MB:.2f} MB over")))
+    out = ["## Targets", "", "| target | measured (hitless) | verdict |", "|---|---|---|"]
+    out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    out.append("")
+    out.append("MB = 10⁶ bytes (the stricter reading of the targets); MiB in parentheses.")
+    out.append("")
+    return "\n".join(out)
+
+
+def steady_section(res: dict) -> str:
+    p = res["steady"]["params"]
+    sg = steady_groups(res)
+    o = ["## 1. Steady state: hitless vs nginx", ""]
+    o.append(f"Each server gets one core (`taskset -c {p['server_cpu']}`; hitless' runtime then starts one worker "
+             f"thread, nginx has `worker_processes 1`), the load generator the other (`taskset -c {p['client_cpu']}`). "
+             f"{p['rounds']} runs of {p['seconds']:g} s per server and mode, after a 1 s warm-up. hitless serves "
+             f"`{p['paths']['hitless']}` (`ok`), nginx `return 200 \"ok\\n\"` (bench/nginx.conf, access log off, "
+             "no keep-alive request cap).")
+    o.append("")
+    o.append(f"- keep-alive: `wrk -t1 -c{p['wrk_conns']}`; new connection per request: the same with "
+             f"`-H 'Connection: close'`; HTTP/2: `h2load -t1 -c{p['h2_conns']} -m{p['h2_streams']}` "
+             "(cleartext, prior knowledge; percentiles from its per-request log).")
+    o.append("- server CPU per request = (utime + stime of the server's processes over the run, from "
+             "`/proc/PID/stat`) / requests completed. \"core busy\" is that CPU time over the run's wall time: "
+             "below 100 % the load generator, not the server, was the bottleneck, and req/s compares the clients "
+             "as much as the servers; CPU per request is then the fairer comparison.")
+    o.append("")
+    o.append("| mode | server | req/s | hitless / nginx (paired by run) | p50 ms | p99 ms | server CPU µs/req "
+             "| server core busy | errors |")
+    o.append("|---|---|---|---|---|---|---|---|---|")
+    for mode in MODES:
+        for srv in ("hitless", "nginx"):
+            k = sg[(srv, mode)]
+            ratio = fmt(paired_ratios(res, mode), 2, "×") if srv == "hitless" else ""
+            o.append(f"| {MODE_NAMES[mode]} | {srv} | {fmt(k['rps'])} | {ratio} | {fmt(k['p50_ms'], 3)} | "
+                     f"{fmt(k['p99_ms'], 2)} | {fmt(k['us_per_req'], 1)} | "
+                     f"{fmt([x * 100 for x in k['server_core_busy']])} % | {sum(k['errors'])} |")
+    o.append("")
+    cpu_ratios = {m: med([h / n for h, n in zip(sg[("hitless", m)]["us_per_req"], sg[("nginx", m)]["us_per_req"])])
+                  for m in MODES}
+    o.append("Server CPU per request, hitless relative to nginx: " + ", ".join(
+        f"{MODE_NAMES[m]} {cpu_ratios[m]:.2f}×" for m in MODES) + " (below 1 = hitless cheaper).")
+    o.append("")
+    rss = res["steady"].get("rss_kb", {})
+    if rss:
+        o.append("Memory during these runs (VmHWM, all processes of the server): " + "; ".join(
+            f"{k}: idle {mib(v['idle'])}, peak {mib(v['peak'])}" for k, v in rss.items()) + ".")
+        o.append("")
+    return "\n".join(o)
+
+
+def upgrade_section(res: dict) -> str:
+    u = res["upgrade"]
+    p = u["params"]
+    ug = upgrade_groups(res)
+    o = ["## 2. Upgrade under load, in a systemd container", ""]
+    o.append(f"A Debian 12 container with systemd as PID 1 ({p['systemd']}; the driver of vm-tests/driver), "
+             "three services side by side, each restarted onto the other version (the binary is renamed over "
+             "the old one first, as a package manager does, then `systemctl restart`):")
+    o.append("")
+    for v in VARIANTS:
+        desc = {
+            "hitless (socket)": "the project's units/hitless.socket + hitless.service (Type=notify, hardened, "
+                                "PrivateNetwork=yes) as shipped;",
+            "hitless (--listen)": "bench/units/hitless-listen.service: the same binary binding 0.0.0.0:8081 "
+                                  "itself, Type=notify, no socket unit, PrivateNetwork off;",
+            "seed (Go)": "bench/seed (Go, `net.FileListener` on fd 3, `http.Server.Shutdown` on SIGTERM) with "
+                         "bench/units/seed.socket + seed.service (Type=simple, light hardening).",
+        }[v]
+        o.append(f"- **{VARIANT_NAMES[v]}**: {desc}")
+    o.append("")
+    h2 = u.get("h2c_served", {})
+    o.append(f"Load (bench/loadgen, pinned to the other core; the services get `CPUAffinity=0`): open loop, "
+             f"**{p['rate_per_mode']} requests/s per client mode**, each latency counted from when the request "
+             f"was due (no coordinated omission): keep-alive over {p['keepalive_conns']} connections, a new "
+             "connection per request, and HTTP/2 over one multiplexed connection. "
+             + ("The seed design serves no cleartext HTTP/2, so it gets only the two HTTP/1.1 modes "
+                "(its offered load is two thirds of the others'). " if not h2.get("seed (Go)", True) else "")
+             + f"The restart comes {p['restart_after_s']:g} s into the run; with slow requests, "
+             f"{p['slow_count']} × `/slow?ms={p['slow_ms']}` go out {p['slow_sent_after_s']:g} s into the run, so "
+             "they are in flight when the restart begins. A separate run per restart uses "
+             f"`wrk -t1 -c{p['keepalive_conns']}` (saturating, closed loop: the way the seed design was measured "
+             "before) and counts what wrk counts. "
+             f"{p['rounds']} restarts per server and load.")
+    o.append("")
+    o.append("Definitions: *failed* = the request got no 2xx answer (refused, reset, closed before the answer, "
+             "timeout). A keep-alive connection the server closed while idle is replaced before sending, as "
+             "pooling clients do; a request already written to a connection that then closes is failed (the "
+             "idle-close race). HTTP/2 streams refused unprocessed after GOAWAY are retried by the client, as "
+             "the protocol allows. *During the upgrade* = requests due between `systemctl restart` and the "
+             "later of (the command returning, the new version's first answer). *Disturbed window* = from the "
+             "first disturbed request's start to the last one's end, where disturbed = failed or slower than "
+             "5× the p99 of the 1.5 s before the restart (at least 10 ms).")
+    o.append("")
+    for load, title in (("open", "Without slow requests"),
+                        ("open+slow", f"With {p['slow_count']} slow requests ({p['slow_ms']} ms) in flight")):
+        o.append(f"### {title}")
+        o.append("")
+        o.append("| server | client mode | failed per restart | p99 ms during | max ms during | disturbed window ms "
+                 "| failure reasons (all runs) |")
+        o.append("|---|---|---|---|---|---|---|")
+        for v in VARIANTS:
+            for mode in MODES:
+                k = ug.get((v, load, mode))
+                if not k:
+                    if mode == "h2" and not h2.get(v, True):
+                        o.append(f"| {VARIANT_NAMES[v]} | {MODE_NAMES[mode]} | not served (no h2c) | | | | |")
+                    continue
+                reasons = defaultdict(int)
+                for r, n in k["reasons"]:
+                    reasons[r] += n
+                rs = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "–"
+                o.append(f"| {VARIANT_NAMES[v]} | {MODE_NAMES[mode]} | {fmt(k['failed'])} | {fmt(k['p99'], 1)} "
+                         f"| {fmt(k['max'], 1)} | {fmt(k['window'], 0)} | {rs} |")
+        o.append("")
+        o.append("| server | `systemctl restart` took (ms) |" + (" slow requests failed | slow requests answered by "
+                                                                 "the old process |" if load == "open+slow" else ""))
+        o.append("|---|---|" + ("---|---|" if load == "open+slow" else ""))
+        for v in VARIANTS:
+            k = ug.get((v, load, "*"))
+            if not k:
+                continue
+            extra = ""
+            if load == "open+slow":
+                extra = f" {sum(k['slow_failed'])} of {p['slow_count'] * len(k['slow_failed'])} | " \
+                        f"{sum(k['slow_on_old'])} of {len(k['slow_on_old'])} runs |"
+            o.append(f"| {VARIANT_NAMES[v]} | {fmt(k['restart_ms'], 0)} |{extra}")
+        o.append("")
+    o.append(f"### Saturating keep-alive: `wrk -t1 -c{p['keepalive_conns']}`, one restart per run")
+    o.append("")
+    o.append("| server | requests lost per restart (read errors + timeouts + non-2xx) | refused reconnects "
+             "(connect + write errors; wrk retries them at once) | req/s over the run |")
+    o.append("|---|---|---|---|")
+    for v in VARIANTS:
+        k = ug.get((v, "wrk", "keep-alive"))
+        if k:
+            o.append(f"| {VARIANT_NAMES[v]} | {fmt(k['lost'])} | {fmt(k['refused'])} | {fmt(k['rps'])} |")
+    o.append("")
+    st = u.get("start_ms")
+    if st:
+        a, b = st.get("as shipped"), st.get("without mount-namespace options")
+        o.append("### Where hitless' restart time goes")
+        o.append("")
+        o.append(f"`systemctl start hitless.service` (returns at READY=1), timed in the container, "
+                 f"{len(a)} times each: as shipped **{fmt(a, 1)} ms**; with a drop-in that turns off the options "
+                 f"that build its mount namespace (ProtectSystem, ProtectHome, PrivateTmp, PrivateDevices, "
+                 f"PrivateMounts, ProtectKernel*, ProtectControlGroups, ProtectClock, ProtectHostname, ProtectProc) "
+                 f"**{fmt(b, 1)} ms**. The binary itself needs a few ms from exec to READY=1 (section 3): most of "
+                 "the time new connections wait during a restart is systemd setting up the sandbox (and the "
+                 "stop/start job), paid once per restart. The seed design's unit has much less hardening and is "
+                 "Type=simple, so its restart looks shorter.")
+        o.append("")
+    return "\n".join(o)
+
+
+def cost_section(res: dict) -> str:
+    c = res["cost"]
+    o = ["## 3. Cost of the service", ""]
+    o.append(f"exec → READY=1: the benchmark forks, execs the release binary (pinned to one core) with a "
+             f"NOTIFY_SOCKET it listens on, and times from just before `execve` to the READY=1 datagram; "
+             f"{c['runs']} runs each. RSS = VmRSS 0.3 s after READY=1, idle.")
+    o.append("")
+    o.append("| what | hitless | for comparison |")
+    o.append("|---|---|---|")
+    o.append(f"| exec → READY=1, socket-activated (fd 3) | {fmt(c['ready_ms']['socket'], 2)} ms | |")
+    o.append(f"| exec → READY=1, `--listen` (binds itself) | {fmt(c['ready_ms']['listen'], 2)} ms | |")
+    seed = c.get("seed_idle_rss_kb") or []
+    o.append(f"| idle RSS, socket-activated | {mib(med(c['idle_rss_kb']['socket']))} "
+             f"[{num(min(c['idle_rss_kb']['socket']))}–{num(max(c['idle_rss_kb']['socket']))} kB] | "
+             + (f"seed (Go): {mib(med(seed))}" if seed else "") + " |")
+    o.append(f"| idle RSS, `--listen` | {mib(med(c['idle_rss_kb']['listen']))} | |")
+    rss = res.get("steady", {}).get("rss_kb", {})
+    if rss:
+        o.append(f"| peak RSS under the steady-state load (VmHWM) | {mib(rss['hitless']['peak'])} | "
+                 f"nginx (master + worker): {mib(rss['nginx']['peak'])} |")
+    s = c["size_bytes"]
+    o.append(f"| binary, as built (target/versions) | {s['hitless (as built)'] / MB:.2f} MB | |")
+    o.append(f"| binary, stripped (`strip`) | {s['hitless (stripped)'] / MB:.2f} MB "
+             f"({s['hitless (stripped)'] / 1024 / 1024:.2f} MiB) | seed (Go, `-s -w`, static): "
+             f"{s['seed (Go, -s -w)'] / MB:.2f} MB; nginx (dynamically linked): "
+             f"{s['nginx (Debian, stripped; + shared libs)'] / MB:.2f} MB + shared libraries |")
+    o.append("")
+    bad = {k: v for k, v in c.get("exit_codes", {}).items() if k != "0"}
+    if bad:
+        o.append(f"Note: some hitless processes did not exit 0 on SIGTERM: {bad}.")
+        o.append("")
+    return "\n".join(o)
+
+
+def method_section(res: dict) -> str:
+    return "\n".join([
+        "## How it is measured",
+        "",
+        "- `bench/run` installs the tools (apt: nginx-light, wrk, nghttp2-client, golang-go, "
+        "golang-golang-x-net-dev, gnuplot-nox, systemd-container, debootstrap), builds hitless 1.0.0 and 2.0.0 "
+        "(scripts/build-versions), the Go seed server and the load generator, runs bench/bench.py "
+        "(raw results: target/bench/results.json) and bench/report.py (this page and the plot).",
+        "- Steady state runs on the host, against loopback; the upgrade runs in an ephemeral container "
+        "(vm-tests/driver/nspawn.py, its private network, loopback only).",
+        "- bench/loadgen records every request (due time, latency, outcome, answering version); "
+        "bench/bench.py reads the records and times `systemctl restart` inside the container, with the same clock.",
+        "- Not measured here: more cores than 2, TLS, real networks, large bodies.",
+        "",
+    ])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("results", nargs="?", default=str(REPO / "target/bench/results.json"))
+    ap.add_argument("--docs", default=str(REPO / "docs"))
+    a = ap.parse_args()
+    res = json.loads(Path(a.results).read_text())
+    docs = Path(a.docs)
+    docs.mkdir(parents=True, exist_ok=True)
+    png = docs / "bench.png"
+    have_png = plot(res, png)
+    (docs / "bench.md").write_text(report(res, png.name if have_png else None))
+    print(f"report: wrote {docs / 'bench.md'}" + (f" and {png}" if have_png else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
