@@ -365,8 +365,9 @@ class Machine:
     def _port_cmd(self, port: int, addr: str | None) -> str:
         # Listening sockets only; no connection is made (see module docs).
         flt = f"sport = :{int(port)}"
-        return f"ss -Hltn {shlex.quote(flt)} | grep -q ." if addr in (None, "localhost") else \
-            f"ss -Hltn {shlex.quote(flt)} | grep -qF {shlex.quote(addr + ':')}"
+        # grep without -q reads all of its input: no SIGPIPE for ss under pipefail.
+        return f"ss -Hltn {shlex.quote(flt)} | grep . >/dev/null" if addr in (None, "localhost") else \
+            f"ss -Hltn {shlex.quote(flt)} | grep -F {shlex.quote(addr + ':')} >/dev/null"
 
     def wait_for_open_port(self, port: int, addr: str | None = "localhost", timeout: int = 900) -> None:
         self.wait_until_succeeds(self._port_cmd(port, addr), timeout=timeout)

@@ -238,7 +238,8 @@ def main() -> int:
     p.add_argument("--slow-ms", type=int, default=3000, help="duration of the slow requests (default 3000)")
     p.add_argument("--concurrency", type=int, default=8, help="probe workers per client mode (default 8)")
     p.add_argument("--rate", type=int, default=300, help="requests/s per client mode (default 300)")
-    p.add_argument("--max-exposure", type=float, default=2.0, help="highest acceptable security score")
+    p.add_argument("--max-exposure", type=float, default=sc.MAX_EXPOSURE,
+                   help="highest acceptable security score (default %(default)s)")
     p.add_argument("--log-dir", default="/tmp/hitless-container-tests", help="where logs and results go")
     args = p.parse_args()
     install_signal_handlers()
