@@ -23,8 +23,7 @@ fn version_json(addr: SocketAddr) -> String {
 fn serves_a_tcp_socket_passed_as_fd3() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let server = Launch::with_listener(&listener).with_notify().spawn();
-    server.wait_ready();
+    let server = serve(&listener);
 
     let r = get(addr, "/").unwrap();
     assert_eq!(r.status, 200);
@@ -70,11 +69,7 @@ fn serves_every_passed_socket_tcp_and_unix() {
 #[test]
 fn works_under_systemd_socket_activate() {
     // Debian's systemd package: passes the socket exactly as PID 1 does.
-    let port = {
-        let l = tcp_listener();
-        l.local_addr().unwrap().port()
-    };
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let addr = free_addr();
     let mut launch = Launch::plain();
     let cmd = launch.command();
     *cmd = Command::new("systemd-socket-activate");
@@ -95,9 +90,7 @@ fn works_under_systemd_socket_activate() {
 fn foreign_listen_pid_means_not_activated() {
     // `sh -c` without exec: LISTEN_PID is the shell's, not ours.
     let listener = tcp_listener();
-    let taken = tcp_listener();
-    let free = taken.local_addr().unwrap();
-    drop(taken);
+    let free = free_addr();
     let mut launch = Launch::with_listener(&listener);
     // Replace the exec wrapper with one that does not exec.
     let mut cmd = Command::new("sh");
@@ -225,9 +218,7 @@ fn version_flag() {
 fn binds_listen_addresses_when_started_by_hand() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("by-hand.sock");
-    let taken = tcp_listener();
-    let addr = taken.local_addr().unwrap();
-    drop(taken);
+    let addr = free_addr();
     let mut server = Launch::plain()
         .arg("--listen")
         .arg(addr.to_string())
@@ -249,8 +240,7 @@ fn inherited_fd_is_cloexec_and_nonblocking() {
     // tokio needs. Read the flags the kernel reports.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let server = Launch::with_listener(&listener).with_notify().spawn();
-    server.wait_ready();
+    let server = serve(&listener);
     assert_eq!(get(addr, "/healthz").unwrap().status, 200);
     let pid = server.child.id();
     let fdinfo = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/3")).unwrap();

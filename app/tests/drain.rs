@@ -103,8 +103,7 @@ fn control_without_idle_grace_the_race_loses_requests() {
 fn in_flight_slow_requests_complete_then_exit_0() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let mut server = Launch::with_listener(&listener).with_notify().spawn();
-    server.wait_ready();
+    let mut server = serve(&listener);
 
     let slow: Vec<_> = (0..4)
         .map(|_| {
@@ -116,11 +115,7 @@ fn in_flight_slow_requests_complete_then_exit_0() {
     thread::sleep(Duration::from_millis(150));
     let signalled = Instant::now();
     server.sigterm();
-    server
-        .notify
-        .as_ref()
-        .unwrap()
-        .wait_for("STOPPING=1", Duration::from_secs(5));
+    server.wait_stopping();
     for c in slow {
         let r = c.join().unwrap().expect("slow request lost");
         assert_eq!(r.status, 200);
@@ -145,23 +140,18 @@ fn new_connections_wait_in_the_socket_for_the_next_process() {
     // the kernel queue and the next process answers it.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let mut old = Launch::with_listener(&listener).with_notify().spawn();
-    old.wait_ready();
+    let mut old = serve(&listener);
     let mut busy = Http1::connect(addr).unwrap();
     busy.send("/slow?ms=600").unwrap();
     thread::sleep(Duration::from_millis(100));
     old.sigterm();
-    old.notify
-        .as_ref()
-        .unwrap()
-        .wait_for("STOPPING=1", Duration::from_secs(5));
+    old.wait_stopping();
 
     let waiting = thread::spawn(move || get(addr, "/version"));
     assert_eq!(busy.recv().unwrap().status, 200);
     assert!(old.wait_exit(EXIT).success());
 
-    let new = Launch::with_listener(&listener).with_notify().spawn();
-    new.wait_ready();
+    let new = serve(&listener);
     let r = waiting.join().unwrap().expect("queued connection lost");
     assert_eq!(r.status, 200);
     assert!(
@@ -200,18 +190,13 @@ fn drain_deadline_cuts_connections_and_exits_5() {
 fn second_signal_ends_the_drain() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let mut server = Launch::with_listener(&listener).with_notify().spawn();
-    server.wait_ready();
+    let mut server = serve(&listener);
     let mut c = Http1::connect(addr).unwrap();
     c.send("/slow?ms=20000").unwrap();
     thread::sleep(Duration::from_millis(100));
     let start = Instant::now();
     server.signal(Signal::SIGINT);
-    server
-        .notify
-        .as_ref()
-        .unwrap()
-        .wait_for("STOPPING=1", Duration::from_secs(5));
+    server.wait_stopping();
     server.signal(Signal::SIGINT);
     assert_eq!(server.wait_exit(EXIT).code(), Some(5));
     assert!(start.elapsed() < Duration::from_secs(5));
@@ -268,8 +253,7 @@ fn restarts_under_load_lose_nothing() {
     // Stop-then-start, five times, while eight clients hammer the socket.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let mut server = Launch::with_listener(&listener).with_notify().spawn();
-    server.wait_ready();
+    let mut server = serve(&listener);
     let mut started = vec![server.child.id()];
 
     let until = Instant::now() + Duration::from_secs(4);
@@ -281,8 +265,7 @@ fn restarts_under_load_lose_nothing() {
         server.sigterm();
         let status = server.wait_exit(EXIT);
         assert!(status.success(), "{status:?}: {}", server.stderr());
-        server = Launch::with_listener(&listener).with_notify().spawn();
-        server.wait_ready();
+        server = serve(&listener);
         started.push(server.child.id());
     }
     let mut total = 0;

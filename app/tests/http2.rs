@@ -46,8 +46,7 @@ async fn h2_get(sender: &mut Sender, path: &str) -> hyper::Result<(u16, String, 
 async fn serves_h2c_with_prior_knowledge() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let server = Launch::with_listener(&listener).with_notify().spawn();
-    server.wait_ready();
+    let server = serve(&listener);
     let (mut sender, _conn) = h2_connect(addr).await;
     let (status, version, body) = h2_get(&mut sender, "/").await.unwrap();
     assert_eq!(status, 200);
@@ -63,8 +62,7 @@ async fn serves_h2c_with_prior_knowledge() {
 async fn sigterm_sends_goaway_and_finishes_open_streams() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let mut server = Launch::with_listener(&listener).with_notify().spawn();
-    server.wait_ready();
+    let mut server = serve(&listener);
     let (mut sender, conn) = h2_connect(addr).await;
     assert_eq!(h2_get(&mut sender, "/").await.unwrap().0, 200);
 
@@ -93,8 +91,7 @@ fn curl_speaks_h2c_to_it() {
     // A real client beside hyper's.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let server = Launch::with_listener(&listener).with_notify().spawn();
-    server.wait_ready();
+    let _server = serve(&listener); // killed on drop
     let out = std::process::Command::new("curl")
         .args([
             "-sf",

@@ -21,11 +21,7 @@ fn ready_only_when_serving_then_stopping_on_sigterm() {
     assert_eq!(get(addr, "/healthz").unwrap().status, 200);
 
     server.sigterm();
-    let stopping = server
-        .notify
-        .as_ref()
-        .unwrap()
-        .wait_for("STOPPING=1", Duration::from_secs(5));
+    let stopping = server.wait_stopping();
     assert!(stopping.iter().any(|l| l.starts_with("STATUS=Draining")));
     assert!(server.wait_exit(Duration::from_secs(10)).success());
 }
@@ -54,17 +50,14 @@ fn pings_the_watchdog_at_half_the_interval() {
 #[test]
 fn no_watchdog_pings_without_watchdog_usec() {
     let listener = tcp_listener();
-    let server = Launch::with_listener(&listener).with_notify().spawn();
-    server.wait_ready();
+    let server = serve(&listener);
     let notify = server.notify.as_ref().unwrap();
     assert!(notify.recv(Duration::from_millis(300)).is_none());
 }
 
 #[test]
 fn started_by_hand_without_notify_socket_is_fine() {
-    let taken = tcp_listener();
-    let addr = taken.local_addr().unwrap();
-    drop(taken);
+    let addr = free_addr();
     let mut server = Launch::plain()
         .arg("--listen")
         .arg(addr.to_string())

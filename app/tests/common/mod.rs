@@ -29,6 +29,19 @@ pub fn tcp_listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").expect("bind loopback")
 }
 
+/// A loopback address with a port that is free right now (for `--listen`).
+pub fn free_addr() -> SocketAddr {
+    tcp_listener().local_addr().expect("local addr")
+}
+
+/// hitless activated on `listener` (the test keeps it, as PID 1 does),
+/// returned once it said `READY=1`.
+pub fn serve(listener: &TcpListener) -> Hitless {
+    let server = Launch::with_listener(listener).with_notify().spawn();
+    server.wait_ready();
+    server
+}
+
 /// A `hitless` process under test.
 pub struct Hitless {
     pub child: Child,
@@ -185,6 +198,17 @@ impl Hitless {
             .as_ref()
             .expect("launched without with_notify()");
         notify.wait_for("READY=1", Duration::from_secs(10))
+    }
+}
+
+impl Hitless {
+    /// Wait for `STOPPING=1` (the drain has begun); returns that message.
+    pub fn wait_stopping(&self) -> Vec<String> {
+        let notify = self
+            .notify
+            .as_ref()
+            .expect("launched without with_notify()");
+        notify.wait_for("STOPPING=1", Duration::from_secs(5))
     }
 }
 
