@@ -38,8 +38,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
-OUT = REPO / "target" / "bench"
-VERSIONS = REPO / "target" / "versions"
+# Same target directory as scripts/build-versions (CARGO_TARGET_DIR honoured).
+TARGET = REPO / os.environ.get("CARGO_TARGET_DIR", "target")
+OUT = TARGET / "bench"
+VERSIONS = TARGET / "versions"
 V1, V2 = "1.0.0", "2.0.0"
 SERVER_CPU, CLIENT_CPU = 0, 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -112,10 +114,11 @@ def wait_quiet(limit_s: float, threshold: float) -> dict:
 
 # --- processes ---------------------------------------------------------------
 
-def proc_cpu_ticks(pid: int) -> int:
+def proc_cpu_ticks(pid: int) -> tuple[int, int]:
+    """(utime, stime) of the whole thread group, in clock ticks."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime (whole thread group)
+    return int(fields[11]), int(fields[12])
 
 
 def proc_tree(pid: int) -> list[int]:
@@ -199,8 +202,9 @@ class SteadyServer:
     def pids(self) -> list[int]:
         return proc_tree(self.proc.pid)
 
-    def cpu_ticks(self) -> int:
-        return sum(proc_cpu_ticks(p) for p in self.pids())
+    def cpu_ticks(self) -> tuple[int, int]:
+        ticks = [proc_cpu_ticks(p) for p in self.pids()]
+        return sum(u for u, _ in ticks), sum(s for _, s in ticks)
 
     def peak_rss_kb(self) -> int:
         return sum(status_kb(p, "VmHWM") for p in self.pids())
@@ -288,15 +292,20 @@ def measure(mode: str, srv: SteadyServer, path: str, seconds: float, a, workdir:
     r = parse_h2load(out, logfile) if logfile else parse_wrk(out)
     if logfile:
         logfile.unlink()
-    server_cpu = (ticks1 - ticks0) / CLK_TCK
+    user, system = (ticks1[0] - ticks0[0]) / CLK_TCK, (ticks1[1] - ticks0[1]) / CLK_TCK
+    server_cpu = user + system
     r.update({
         "server_cpu_s": round(server_cpu, 3),
+        "server_user_s": round(user, 3),
+        "server_sys_s": round(system, 3),
         "server_core_busy": round(server_cpu / wall, 3),
         "client_cpu_s": round(client_cpu, 3),
         # CPU used by anything else on the machine meanwhile (other jobs,
         # kernel threads), in cores: the noise floor of this run.
         "other_cores": round(max(0.0, (busy1 - busy0) / CLK_TCK - server_cpu - client_cpu) / wall, 3),
         "us_per_req": round(server_cpu / r["requests"] * 1e6, 2) if r["requests"] else None,
+        "user_us_per_req": round(user / r["requests"] * 1e6, 2) if r["requests"] else None,
+        "sys_us_per_req": round(system / r["requests"] * 1e6, 2) if r["requests"] else None,
         "wall_s": round(wall, 2),
     })
     return r
@@ -648,6 +657,29 @@ def spawn_activated(argv: list[str], notify_path: str | None, activated: bool, l
     return pid, t_exec
 
 
+def rss_breakdown(pid: int) -> dict:
+    """What the resident pages are: anonymous (the process' own memory) vs
+    file-backed (the binary and shared libraries, mostly shared with other
+    processes), per mapped file; and PSS."""
+    out = {"by_file": {}}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Rss", "Pss", "Anonymous", "Private_Dirty", "Shared_Clean", "Private_Clean"):
+                out[k] = int(v.split()[0])
+    name = ""
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                parts = line.split()
+                name = os.path.basename(parts[5]) if len(parts) > 5 else "[anon]"
+            elif line.startswith("Rss:"):
+                kb = int(line.split()[1])
+                if kb:
+                    out["by_file"][name] = out["by_file"].get(name, 0) + kb
+    return out
+
+
 def stop_child(pid: int) -> int:
     os.kill(pid, signal.SIGTERM)
     _, status = os.waitpid(pid, 0)
@@ -661,6 +693,7 @@ def cost(a, results: dict) -> None:
         ready = {"socket": [], "listen": []}
         rss_idle = {"socket": [], "listen": []}
         exits = Counter()
+        breakdown: dict = {}
         for i in range(a.ready_runs):
             for kind in ("socket", "listen"):
                 npath = str(work / f"notify-{i}-{kind}")
@@ -685,6 +718,8 @@ def cost(a, results: dict) -> None:
                     ready[kind].append((t_ready - t_exec) / 1e6)
                     time.sleep(0.3)
                     rss_idle[kind].append(status_kb(pid, "VmRSS"))
+                    if kind == "socket" and i == 0:
+                        breakdown = rss_breakdown(pid)
                 finally:
                     exits[stop_child(pid)] += 1
                     ns.close()
@@ -714,6 +749,7 @@ def cost(a, results: dict) -> None:
             "ready_ms": ready,
             "idle_rss_kb": rss_idle,
             "seed_idle_rss_kb": seed_rss,
+            "rss_breakdown_kb": breakdown,
             "exit_codes": {str(k): v for k, v in exits.items()},
             "size_bytes": {
                 "hitless (as built)": size(Path(hitless)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -74,8 +75,9 @@ def verdict(ok: bool, miss: str = "") -> str:
 def steady_groups(res: dict) -> dict:
     g = defaultdict(lambda: defaultdict(list))
     for r in res["steady"]["runs"]:
-        for k in ("rps", "p50_ms", "p99_ms", "us_per_req", "server_core_busy", "other_cores", "errors"):
-            g[(r["server"], r["mode"])][k].append(r[k])
+        for k in ("rps", "p50_ms", "p99_ms", "us_per_req", "user_us_per_req", "sys_us_per_req",
+                  "server_core_busy", "other_cores", "errors"):
+            g[(r["server"], r["mode"])][k].append(r.get(k))
     return g
 
 
@@ -358,14 +360,15 @@ def steady_section(res: dict) -> str:
              "as much as the servers; CPU per request is then the fairer comparison.")
     o.append("")
     o.append("| mode | server | req/s | hitless / nginx (paired by run) | p50 ms | p99 ms | server CPU µs/req "
-             "| server core busy | errors |")
-    o.append("|---|---|---|---|---|---|---|---|---|")
+             "| of which user / kernel | server core busy | errors |")
+    o.append("|---|---|---|---|---|---|---|---|---|---|")
     for mode in MODES:
         for srv in ("hitless", "nginx"):
             k = sg[(srv, mode)]
             ratio = fmt(paired_ratios(res, mode), 2, "×") if srv == "hitless" else ""
             o.append(f"| {MODE_NAMES[mode]} | {srv} | {fmt(k['rps'])} | {ratio} | {fmt(k['p50_ms'], 3)} | "
                      f"{fmt(k['p99_ms'], 2)} | {fmt(k['us_per_req'], 1)} | "
+                     f"{num(med(k['user_us_per_req']), 1)} / {num(med(k['sys_us_per_req']), 1)} | "
                      f"{fmt([x * 100 for x in k['server_core_busy']])} % | {sum(k['errors'])} |")
     o.append("")
     cpu_ratios = {m: med([h / n for h, n in zip(sg[("hitless", m)]["us_per_req"], sg[("nginx", m)]["us_per_req"])])
@@ -512,6 +515,15 @@ def cost_section(res: dict) -> str:
              f"{s['seed (Go, -s -w)'] / MB:.2f} MB; nginx (dynamically linked): "
              f"{s['nginx (Debian, stripped; + shared libs)'] / MB:.2f} MB + shared libraries |")
     o.append("")
+    b = c.get("rss_breakdown_kb")
+    if b:
+        files = sorted(b["by_file"].items(), key=lambda kv: -kv[1])
+        o.append(f"What the idle RSS is (one socket-activated sample, /proc/PID/smaps): {b.get('Rss')} kB resident, "
+                 f"of which **{b.get('Anonymous')} kB anonymous** (the process' own heap and stacks) and the rest "
+                 "file-backed pages of the binary and the shared libraries, which the page cache shares with every "
+                 f"other process using them (PSS {b.get('Pss')} kB). By mapping: "
+                 + ", ".join(f"{name} {kb} kB" for name, kb in files[:6]) + ".")
+        o.append("")
     bad = {k: v for k, v in c.get("exit_codes", {}).items() if k != "0"}
     if bad:
         o.append(f"Note: some hitless processes did not exit 0 on SIGTERM: {bad}.")
@@ -536,9 +548,79 @@ def method_section(res: dict) -> str:
     ])
 
 
+def readme_text(res: dict) -> str:
+    """The README's benchmark section: the command and the headline numbers
+    of this run (docs/bench-readme.md; the lead copies it into README.md)."""
+    meta = res["meta"]
+    o = ["## Benchmarks", ""]
+    o.append("`sudo bench/run` (Debian 12, as root; about 10 minutes, `--quick` for a 3-minute smoke test) installs "
+             "its tools, builds everything, measures hitless against nginx and against the alternatives to socket "
+             "activation, and writes [docs/bench.md](docs/bench.md) with a plot, [docs/bench.png](docs/bench.png). "
+             "It is not part of CI.")
+    o.append("")
+    quiet = "quiet" if meta.get("quiet_check", {}).get("quiet") else "busy (other jobs running)"
+    o.append(f"Headline numbers from the last run ({meta['cpu']}, {meta['cores']} cores, machine {quiet}; "
+             f"{'quick mode, ' if meta.get('quick') else ''}medians):")
+    o.append("")
+    if "upgrade" in res:
+        ug = upgrade_groups(res)
+        p = res["upgrade"]["params"]
+        hs_failed = sum(sum(k["failed"]) for (v, load, mode), k in ug.items()
+                        if v == "hitless (socket)" and load != "wrk" and mode != "*")
+        hs_lost = sum(sum(k["lost"]) for (v, load, _m), k in ug.items() if v == "hitless (socket)" and load == "wrk")
+        restarts = sum(len(k["restart_ms"]) for (v, _l, m), k in ug.items() if v == "hitless (socket)" and m in ("*",)) \
+            + len(ug.get(("hitless (socket)", "wrk", "keep-alive"), {}).get("lost", []))
+        listen = [k["failed"] for (v, load, mode), k in ug.items() if v == "hitless (--listen)" and load == "open"
+                  and mode != "*"]
+        listen_slow = [k["failed"] for (v, load, mode), k in ug.items() if v == "hitless (--listen)"
+                       and load == "open+slow" and mode != "*"]
+        seed_wrk = ug.get(("seed (Go)", "wrk", "keep-alive"), {}).get("lost", [])
+        win = lambda v: med([med(ug[(v, "open", m)]["window"]) for m in MODES if (v, "open", m) in ug])  # noqa: E731
+        o.append(f"- **Upgrades under load** (systemd container, {p['rate_per_mode']} req/s per client mode): "
+                 f"hitless, socket-activated, failed **{hs_failed + hs_lost} requests in {restarts} restarts** "
+                 "(keep-alive, new connection per request, HTTP/2; with 3 s requests in flight; under wrk -c16). "
+                 f"The same binary binding its own port fails {num(med([med(x) for x in listen]))} requests per "
+                 f"mode per restart ({num(med([med(x) for x in listen_slow]))} while a 3 s request drains); the Go "
+                 f"seed design loses {num(med(seed_wrk))} per restart under wrk -c16 and serves no cleartext HTTP/2.")
+        st = res["upgrade"].get("start_ms") or {}
+        sandbox = ""
+        if st.get("as shipped") and st.get("without mount-namespace options"):
+            a, b = med(st["as shipped"]), med(st["without mount-namespace options"])
+            sandbox = (f"; about {a - b:.0f} ms of it is systemd building the hardened unit's mount namespace "
+                       f"(`systemctl start` {a:.0f} ms as shipped, {b:.0f} ms without those options), the binary "
+                       "itself is ready a few ms after exec")
+        o.append(f"- **What a restart costs the clients**: requests are delayed for about "
+                 f"{num(win('hitless (socket)'))} ms (disturbed window; seed design: {num(win('seed (Go)'))} ms)"
+                 f"{sandbox}. A 3 s request in flight delays new requests by the rest of its 3 s, for the seed "
+                 "design too (a restart is stop-then-start).")
+    if "steady" in res:
+        sg = steady_groups(res)
+        parts = []
+        for m in MODES:
+            r = med(paired_ratios(res, m))
+            parts.append(f"{MODE_NAMES[m]} {r:.2f}× nginx's req/s, {num(med(sg[('hitless', m)]['us_per_req']), 1)} "
+                         f"vs {num(med(sg[('nginx', m)]['us_per_req']), 1)} µs CPU per request")
+        o.append("- **Steady state**, one core each: " + "; ".join(parts) + ".")
+    if "cost" in res:
+        c = res["cost"]
+        b = c.get("rss_breakdown_kb") or {}
+        o.append(f"- **Cost**: exec → READY=1 in {med(c['ready_ms']['socket']):.1f} ms; idle RSS "
+                 f"{med(c['idle_rss_kb']['socket']) * 1024 / MB:.1f} MB"
+                 + (f" ({b['Anonymous'] * 1024 / MB:.2f} MB of it private, the rest shared library and binary "
+                    "pages)" if b.get("Anonymous") else "")
+                 + f"; stripped binary {c['size_bytes']['hitless (stripped)'] / MB:.2f} MB.")
+    misses = [line for line in targets_section(res).splitlines() if "**missed**" in line]
+    if misses:
+        o.append("- **Targets missed**: " + "; ".join(
+            f"{cells[1].strip()} ({cells[2].strip()})" for cells in (m.split("|") for m in misses)) + ".")
+    o.append("")
+    return "\n".join(o)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("results", nargs="?", default=str(REPO / "target/bench/results.json"))
+    target = REPO / os.environ.get("CARGO_TARGET_DIR", "target")
+    ap.add_argument("results", nargs="?", default=str(target / "bench/results.json"))
     ap.add_argument("--docs", default=str(REPO / "docs"))
     a = ap.parse_args()
     res = json.loads(Path(a.results).read_text())
@@ -547,7 +629,8 @@ def main() -> int:
     png = docs / "bench.png"
     have_png = plot(res, png)
     (docs / "bench.md").write_text(report(res, png.name if have_png else None))
-    print(f"report: wrote {docs / 'bench.md'}" + (f" and {png}" if have_png else ""))
+    (docs / "bench-readme.md").write_text(readme_text(res))
+    print(f"report: wrote {docs / 'bench.md'}, {docs / 'bench-readme.md'}" + (f" and {png}" if have_png else ""))
     return 0
 
 
