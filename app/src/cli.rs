@@ -35,8 +35,11 @@ pub struct Cli {
 
     /// During the drain, how long an idle HTTP/1 keep-alive connection stays
     /// open so that a request the client already sent is still served (and
-    /// answered with `Connection: close`).
-    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = parse_duration)]
+    /// answered with `Connection: close`). It covers requests on their way
+    /// when SIGTERM came (a network round trip is plenty) and clients that
+    /// send their next request promptly; since a restart is stop-then-start,
+    /// it also delays the new process when idle connections are open.
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     pub idle_grace: Duration,
 
     /// Time a client has to send a complete request head.

@@ -116,9 +116,11 @@ pub async fn run(
         .iter()
         .map(|l| format!("{} {} ({})", l.info.kind, l.info.address, l.info.name))
         .collect();
+    let acceptors = TaskTracker::new();
     for listener in listeners {
-        tokio::spawn(accept_loop(listener, shared.clone(), connections.clone()));
+        acceptors.spawn(accept_loop(listener, shared.clone(), connections.clone()));
     }
+    acceptors.close();
     if let Some(interval) = watchdog {
         info!("watchdog enabled, pinging every {:?}", interval / 2);
         tokio::spawn(notify::watchdog_loop(interval));
@@ -128,12 +130,16 @@ pub async fn run(
     notify::ready(&status);
 
     let sig = signals.next().await;
+    // Stop accepting first, and wait until every listener is dropped: from
+    // STOPPING=1 on, new connections are left in the queue for the next
+    // process.
+    app.start_draining();
+    shared.drain.cancel();
+    acceptors.wait().await;
+    connections.close();
     let open = connections.len();
     info!("{sig} received: no longer accepting, draining {open} connection(s)");
     notify::stopping(&format!("Draining {open} connection(s)"));
-    app.start_draining();
-    shared.drain.cancel();
-    connections.close();
 
     let deadline = tokio::time::sleep(settings.drain_timeout);
     tokio::pin!(deadline);
