@@ -24,9 +24,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 1_000_000
-MODES = ("keep-alive", "new-conn", "h2")
+MODES = ("keep-alive", "new-conn", "h2")  # client modes of the upgrade runs
+STEADY_MODES = ("keep-alive", "new-conn", "h2", "h2-1conn")
 MODE_NAMES = {"keep-alive": "HTTP/1.1 keep-alive", "new-conn": "new connection per request",
-              "h2": "HTTP/2 (h2c)"}
+              "h2": "HTTP/2 (h2c)", "h2-1conn": "HTTP/2 (h2c), one connection"}
 VARIANTS = ("hitless (socket)", "hitless (--listen)", "seed (Go)")
 VARIANT_NAMES = {"hitless (socket)": "hitless, socket-activated",
                  "hitless (--listen)": "hitless, binds itself (`--listen`, no socket unit)",
@@ -71,6 +72,11 @@ def verdict(ok: bool, miss: str = "") -> str:
 
 
 # --- aggregation -------------------------------------------------------------
+
+def steady_modes(res: dict) -> list[str]:
+    seen = {r["mode"] for r in res["steady"]["runs"]}
+    return [m for m in STEADY_MODES if m in seen]
+
 
 def steady_groups(res: dict) -> dict:
     g = defaultdict(lambda: defaultdict(list))
@@ -133,7 +139,7 @@ def plot(res: dict, png: Path) -> bool:
         if "steady" in res:
             sg = steady_groups(res)
             rows_rps, rows_cpu = [], []
-            for mode in MODES:
+            for mode in steady_modes(res):
                 h, n = sg[("hitless", mode)], sg[("nginx", mode)]
                 rows_rps.append((mode, *stats3(h["rps"], 1e-3), *stats3(n["rps"], 1e-3)))
                 rows_cpu.append((mode, *stats3(h["us_per_req"]), *stats3(n["us_per_req"])))
@@ -279,10 +285,15 @@ def machine_section(res: dict) -> str:
         + (". The machine was **quiet** (1-min load < 0.5)." if q.get("quiet") else
            ". The machine was **not quiet**: other jobs were running, the numbers are noisier than they should be."),
     ]
-    if "steady" in res:
-        others = [r["other_cores"] for r in res["steady"]["runs"]]
-        lines.append(f"- CPU used by everything else during the steady-state runs (other jobs, kernel threads): "
-                     f"{fmt(others, 2)} cores (of 2).")
+    for part, what in (("steady", "steady-state runs"), ("upgrade", "restarts under load")):
+        if part not in res:
+            continue
+        others = [r.get("other_cores") for r in res[part]["runs"]]
+        rep = res[part].get("repeated_for_noise")
+        lines.append(f"- CPU used by everything outside the benchmark during the {what} (other jobs, kernel "
+                     f"threads): {fmt(others, 2)} cores (of 2)"
+                     + (f"; {rep} run(s) were repeated because other jobs used more than "
+                        f"{meta.get('noise_limit', 0.25)} cores during them" if rep else "") + ".")
     for part, ph in meta.get("phases", {}).items():
         lines.append(f"- Phase {part}: {ph['seconds']} s; load average {ph['load_before'][0]} before, "
                      f"{ph['load_after'][0]} after.")
@@ -313,9 +324,14 @@ def targets_section(res: dict) -> str:
         sg = steady_groups(res)
         ka = med(paired_ratios(res, "keep-alive"))
         rows.append(("keep-alive req/s ≥ nginx's", f"{ka:.2f}× nginx", verdict(ka >= 1.0, f"{(1 - ka) * 100:.0f}% below")))
-        h2 = med(paired_ratios(res, "h2"))
-        rows.append(("HTTP/2 req/s ≥ 1.75× nginx's", f"{h2:.2f}× nginx",
-                     verdict(h2 >= 1.75, f"{h2:.2f}× instead of 1.75× ({(1 - h2 / 1.75) * 100:.0f}% short)")))
+        p = res["steady"]["params"]
+        for mode, how in (("h2", f"{p['h2_conns']} connections × {p['h2_streams']} streams"),
+                          ("h2-1conn", f"1 connection × {p.get('h2_1conn_streams')} streams")):
+            if mode not in steady_modes(res):
+                continue
+            h2 = med(paired_ratios(res, mode))
+            rows.append((f"HTTP/2 req/s ≥ 1.75× nginx's ({how})", f"{h2:.2f}× nginx",
+                         verdict(h2 >= 1.75, f"{h2:.2f}× instead of 1.75× ({(1 - h2 / 1.75) * 100:.0f}% short)")))
         hc, nc = med(sg[("hitless", "new-conn")]["us_per_req"]), med(sg[("nginx", "new-conn")]["us_per_req"])
         rows.append(("new-connection server CPU per request ≤ nginx's",
                      f"{hc:.1f} µs vs nginx {nc:.1f} µs",
@@ -353,7 +369,10 @@ def steady_section(res: dict) -> str:
     o.append("")
     o.append(f"- keep-alive: `wrk -t1 -c{p['wrk_conns']}`; new connection per request: the same with "
              f"`-H 'Connection: close'`; HTTP/2: `h2load -t1 -c{p['h2_conns']} -m{p['h2_streams']}` "
-             "(cleartext, prior knowledge; percentiles from its per-request log).")
+             f"(cleartext, prior knowledge; percentiles from its per-request log), and over one connection "
+             f"`h2load -t1 -c1 -m{p.get('h2_1conn_streams', 100)}` (everything multiplexed, as behind a proxy). "
+             "The HTTP/2 ratio depends on the connection count (nginx loses more than hitless as connections are "
+             "added), so both are shown.")
     o.append("- server CPU per request = (utime + stime of the server's processes over the run, from "
              "`/proc/PID/stat`) / requests completed. \"core busy\" is that CPU time over the run's wall time: "
              "below 100 % the load generator, not the server, was the bottleneck, and req/s compares the clients "
@@ -362,7 +381,7 @@ def steady_section(res: dict) -> str:
     o.append("| mode | server | req/s | hitless / nginx (paired by run) | p50 ms | p99 ms | server CPU µs/req "
              "| of which user / kernel | server core busy | errors |")
     o.append("|---|---|---|---|---|---|---|---|---|---|")
-    for mode in MODES:
+    for mode in steady_modes(res):
         for srv in ("hitless", "nginx"):
             k = sg[(srv, mode)]
             ratio = fmt(paired_ratios(res, mode), 2, "×") if srv == "hitless" else ""
@@ -372,9 +391,14 @@ def steady_section(res: dict) -> str:
                      f"{fmt([x * 100 for x in k['server_core_busy']])} % | {sum(k['errors'])} |")
     o.append("")
     cpu_ratios = {m: med([h / n for h, n in zip(sg[("hitless", m)]["us_per_req"], sg[("nginx", m)]["us_per_req"])])
-                  for m in MODES}
+                  for m in steady_modes(res)}
     o.append("Server CPU per request, hitless relative to nginx: " + ", ".join(
-        f"{MODE_NAMES[m]} {cpu_ratios[m]:.2f}×" for m in MODES) + " (below 1 = hitless cheaper).")
+        f"{MODE_NAMES[m]} {cpu_ratios[m]:.2f}×" for m in steady_modes(res)) + " (below 1 = hitless cheaper). "
+        "Turned around, the requests one fully used core would serve (10⁶ / µs per request): " + ", ".join(
+        f"{MODE_NAMES[m]} hitless {num(1e6 / med(sg[('hitless', m)]['us_per_req']))} vs nginx "
+        f"{num(1e6 / med(sg[('nginx', m)]['us_per_req']))} "
+        f"({med(sg[('nginx', m)]['us_per_req']) / med(sg[('hitless', m)]['us_per_req']):.2f}×)"
+        for m in steady_modes(res)) + ".")
     o.append("")
     rss = res["steady"].get("rss_kb", {})
     if rss:
@@ -425,7 +449,8 @@ def upgrade_section(res: dict) -> str:
              "the protocol allows. *During the upgrade* = requests due between `systemctl restart` and the "
              "later of (the command returning, the new version's first answer). *Disturbed window* = from the "
              "first disturbed request's start to the last one's end, where disturbed = failed or slower than "
-             "5× the p99 of the 1.5 s before the restart (at least 10 ms).")
+             "5× the p99 of the 1.5 s before the restart (at least 10 ms), taking the cluster of such requests "
+             "around the restart (gaps under 100 ms).")
     o.append("")
     for load, title in (("open", "Without slow requests"),
                         ("open+slow", f"With {p['slow_count']} slow requests ({p['slow_ms']} ms) in flight")):
@@ -596,7 +621,7 @@ def readme_text(res: dict) -> str:
     if "steady" in res:
         sg = steady_groups(res)
         parts = []
-        for m in MODES:
+        for m in steady_modes(res):
             r = med(paired_ratios(res, m))
             parts.append(f"{MODE_NAMES[m]} {r:.2f}× nginx's req/s, {num(med(sg[('hitless', m)]['us_per_req']), 1)} "
                          f"vs {num(med(sg[('nginx', m)]['us_per_req']), 1)} µs CPU per request")
