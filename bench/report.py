@@ -73,6 +73,12 @@ def verdict(ok: bool, miss: str = "") -> str:
 
 # --- aggregation -------------------------------------------------------------
 
+def steady_name(res: dict, mode: str) -> str:
+    p = res["steady"]["params"]
+    return {"h2": f"HTTP/2 (h2c), {p['h2_conns']} connections",
+            "h2-1conn": "HTTP/2 (h2c), 1 connection"}.get(mode, MODE_NAMES[mode])
+
+
 def steady_modes(res: dict) -> list[str]:
     seen = {r["mode"] for r in res["steady"]["runs"]}
     return [m for m in STEADY_MODES if m in seen]
@@ -258,6 +264,9 @@ def report(res: dict, png_name: str | None) -> str:
     if png_name:
         w(f"![benchmark plot]({png_name})")
         w("")
+        w("Plot: bars are medians, whiskers the min–max over the runs. Bottom right: no bar means 0 failed "
+          "requests (hitless socket-activated everywhere); the seed design has no HTTP/2 bars, it serves no h2c.")
+        w("")
     w(targets_section(res))
     if "steady" in res:
         w(steady_section(res))
@@ -322,8 +331,12 @@ def targets_section(res: dict) -> str:
                      verdict(total == 0, f"{total} failed")))
     if "steady" in res:
         sg = steady_groups(res)
-        ka = med(paired_ratios(res, "keep-alive"))
-        rows.append(("keep-alive req/s ≥ nginx's", f"{ka:.2f}× nginx", verdict(ka >= 1.0, f"{(1 - ka) * 100:.0f}% below")))
+        kas = paired_ratios(res, "keep-alive")
+        ka = med(kas)
+        lo, hi = spread(kas)
+        noise = f", within the run-to-run spread [{lo:.2f}–{hi:.2f}]" if lo is not None and lo <= 1.0 <= hi else ""
+        rows.append(("keep-alive req/s ≥ nginx's", f"{ka:.2f}× nginx",
+                     verdict(ka >= 1.0, f"{(1 - ka) * 100:.0f}% below{noise}")))
         p = res["steady"]["params"]
         for mode, how in (("h2", f"{p['h2_conns']} connections × {p['h2_streams']} streams"),
                           ("h2-1conn", f"1 connection × {p.get('h2_1conn_streams')} streams")):
@@ -385,17 +398,25 @@ def steady_section(res: dict) -> str:
         for srv in ("hitless", "nginx"):
             k = sg[(srv, mode)]
             ratio = fmt(paired_ratios(res, mode), 2, "×") if srv == "hitless" else ""
-            o.append(f"| {MODE_NAMES[mode]} | {srv} | {fmt(k['rps'])} | {ratio} | {fmt(k['p50_ms'], 3)} | "
+            o.append(f"| {steady_name(res, mode)} | {srv} | {fmt(k['rps'])} | {ratio} | {fmt(k['p50_ms'], 3)} | "
                      f"{fmt(k['p99_ms'], 2)} | {fmt(k['us_per_req'], 1)} | "
                      f"{num(med(k['user_us_per_req']), 1)} / {num(med(k['sys_us_per_req']), 1)} | "
                      f"{fmt([x * 100 for x in k['server_core_busy']])} % | {sum(k['errors'])} |")
     o.append("")
+    for mode in steady_modes(res):
+        hp, np_ = med(sg[("hitless", mode)]["p99_ms"]), med(sg[("nginx", mode)]["p99_ms"])
+        if hp and np_ and hp > 3 * np_:
+            o.append(f"Note the latency tail of hitless in {steady_name(res, mode)}: p99 {hp:.1f} ms against nginx's "
+                     f"{np_:.1f} ms, while its p50 is {med(sg[('hitless', mode)]['p50_ms']):.2f} ms against "
+                     f"{med(sg[('nginx', mode)]['p50_ms']):.2f} ms: at full load on one worker thread some "
+                     "requests wait much longer than the rest (cause not investigated here).")
+            o.append("")
     cpu_ratios = {m: med([h / n for h, n in zip(sg[("hitless", m)]["us_per_req"], sg[("nginx", m)]["us_per_req"])])
                   for m in steady_modes(res)}
     o.append("Server CPU per request, hitless relative to nginx: " + ", ".join(
-        f"{MODE_NAMES[m]} {cpu_ratios[m]:.2f}×" for m in steady_modes(res)) + " (below 1 = hitless cheaper). "
+        f"{steady_name(res, m)} {cpu_ratios[m]:.2f}×" for m in steady_modes(res)) + " (below 1 = hitless cheaper). "
         "Turned around, the requests one fully used core would serve (10⁶ / µs per request): " + ", ".join(
-        f"{MODE_NAMES[m]} hitless {num(1e6 / med(sg[('hitless', m)]['us_per_req']))} vs nginx "
+        f"{steady_name(res, m)} hitless {num(1e6 / med(sg[('hitless', m)]['us_per_req']))} vs nginx "
         f"{num(1e6 / med(sg[('nginx', m)]['us_per_req']))} "
         f"({med(sg[('nginx', m)]['us_per_req']) / med(sg[('hitless', m)]['us_per_req']):.2f}×)"
         for m in steady_modes(res)) + ".")
@@ -501,14 +522,17 @@ def upgrade_section(res: dict) -> str:
         a, b = st.get("as shipped"), st.get("without mount-namespace options")
         o.append("### Where hitless' restart time goes")
         o.append("")
+        rs = ug.get(("hitless (socket)", "open", "*"), {}).get("restart_ms", [])
+        ready = med(res.get("cost", {}).get("ready_ms", {}).get("socket", [])) if "cost" in res else None
         o.append(f"`systemctl start hitless.service` (returns at READY=1), timed in the container, "
                  f"{len(a)} times each: as shipped **{fmt(a, 1)} ms**; with a drop-in that turns off the options "
                  f"that build its mount namespace (ProtectSystem, ProtectHome, PrivateTmp, PrivateDevices, "
                  f"PrivateMounts, ProtectKernel*, ProtectControlGroups, ProtectClock, ProtectHostname, ProtectProc) "
-                 f"**{fmt(b, 1)} ms**. The binary itself needs a few ms from exec to READY=1 (section 3): most of "
-                 "the time new connections wait during a restart is systemd setting up the sandbox (and the "
-                 "stop/start job), paid once per restart. The seed design's unit has much less hardening and is "
-                 "Type=simple, so its restart looks shorter.")
+                 f"**{fmt(b, 1)} ms**. So of the {num(med(rs))} ms a `systemctl restart` takes under load, starting "
+                 f"the unit is {num(med(a))} ms, of which the sandbox is about {num(med(a) - med(b))} ms"
+                 + (f" and the binary's own exec → READY=1 about {ready:.0f} ms (section 3)" if ready else "")
+                 + "; the rest is systemd's stop/start job and the drain. The seed design's unit has much less "
+                 "hardening and is Type=simple (systemd does not wait for it to be ready), so its restart is shorter.")
         o.append("")
     return "\n".join(o)
 
@@ -623,7 +647,7 @@ def readme_text(res: dict) -> str:
         parts = []
         for m in steady_modes(res):
             r = med(paired_ratios(res, m))
-            parts.append(f"{MODE_NAMES[m]} {r:.2f}× nginx's req/s, {num(med(sg[('hitless', m)]['us_per_req']), 1)} "
+            parts.append(f"{steady_name(res, m)} {r:.2f}× nginx's req/s, {num(med(sg[('hitless', m)]['us_per_req']), 1)} "
                          f"vs {num(med(sg[('nginx', m)]['us_per_req']), 1)} µs CPU per request")
         o.append("- **Steady state**, one core each: " + "; ".join(parts) + ".")
     if "cost" in res:
@@ -637,7 +661,8 @@ def readme_text(res: dict) -> str:
     misses = [line for line in targets_section(res).splitlines() if "**missed**" in line]
     if misses:
         o.append("- **Targets missed**: " + "; ".join(
-            f"{cells[1].strip()} ({cells[2].strip()})" for cells in (m.split("|") for m in misses)) + ".")
+            f"{cells[1].strip()}: {cells[2].strip()} ({cells[3].replace('**missed**: ', '').strip()})"
+            for cells in (m.split("|") for m in misses)) + ".")
     o.append("")
     return "\n".join(o)
 
