@@ -146,7 +146,13 @@ class Runner:
             props = m.get_unit_info("hitless.service")
             log(f"running as {m.succeed('ps -o user=,pid=,args= -C hitless').strip()}; "
                 f"NRestarts={props.get('NRestarts')}")
-            # Nothing but the journal/notify sockets: no TCP socket of its own.
+            # stderr is the journal (JOURNAL_STREAM), so hitless logs natively:
+            # structured records (_TRANSPORT=journal, with TARGET= and CODE_*),
+            # not captured lines. tracing-journald gives INFO priority 5.
+            m.succeed("journalctl --sync",
+                      "journalctl -u hitless.service _TRANSPORT=journal PRIORITY=5 TARGET=hitless::server"
+                      " -o cat | grep 'Serving on'")
+            log("hitless logs to the journal natively (_TRANSPORT=journal, TARGET=, PRIORITY=)")
             m.succeed("systemctl stop hitless.service")
 
         with subtest("the port changes with a drop-in on the socket"):
