@@ -145,15 +145,22 @@ def wait_calm(limit: float, max_wait_s: float = 60.0) -> float:
 def retried(label: str, a, attempt):
     """Run attempt() (returns (result, other_cores)) again while other jobs
     used more than --noise-limit cores during it, at most --noise-retries
-    times; returns (result, repeats)."""
+    times, and only while the run's --noise-budget (seconds spent on
+    repeats and waiting) lasts; returns (result, repeats)."""
     for i in range(a.noise_retries + 1):
+        t0 = time.monotonic()
         res, other = attempt()
-        if other <= a.noise_limit or i == a.noise_retries:
-            if other > a.noise_limit:
-                log(f"{label}: still noisy after {i} repeats ({other:.2f} cores used by other jobs); kept")
+        if other <= a.noise_limit:
+            return res, i
+        if i == a.noise_retries or a.noise_budget <= 0:
+            log(f"{label}: kept although other jobs used {other:.2f} cores during it "
+                f"({i} repeats; noise budget left {max(0, a.noise_budget):.0f}s)")
+            res["noisy"] = True
             return res, i
         log(f"{label}: other jobs used {other:.2f} cores (> {a.noise_limit}); waiting for calm and repeating")
-        wait_calm(a.noise_limit)
+        t1 = time.monotonic()
+        wait_calm(a.noise_limit, max_wait_s=min(60.0, a.noise_budget))
+        a.noise_budget -= (time.monotonic() - t1) + (t1 - t0)
 
 
 def wait_quiet(limit_s: float, threshold: float) -> dict:
@@ -886,6 +893,8 @@ def main() -> int:
     p.add_argument("--noise-limit", type=float, default=0.25,
                    help="a run during which other jobs used more CPU than this (cores) is repeated (default 0.25)")
     p.add_argument("--noise-retries", type=int, default=3, help="repeat a noisy run at most this often (default 3)")
+    p.add_argument("--noise-budget", type=float,
+                   help="seconds the whole run may spend repeating noisy runs (default 240, quick 0)")
     p.add_argument("--wait-quiet", type=float, default=0,
                    help="wait up to this many seconds for a load average below --quiet-load before measuring")
     p.add_argument("--quiet-load", type=float, default=0.5)
@@ -896,6 +905,8 @@ def main() -> int:
     a.steady_seconds = a.steady_seconds or (2 if a.quick else 5)
     a.ready_runs = a.ready_runs or (5 if a.quick else 20)
     a.start_runs = a.start_runs or (5 if a.quick else 15)
+    if a.noise_budget is None:
+        a.noise_budget = 0 if a.quick else 240
     if os.geteuid() != 0:
         print("bench: must run as root (containers, nginx)", file=sys.stderr)
         return 2

@@ -299,10 +299,12 @@ def machine_section(res: dict) -> str:
             continue
         others = [r.get("other_cores") for r in res[part]["runs"]]
         rep = res[part].get("repeated_for_noise")
+        noisy = sum(1 for r in res[part]["runs"] if r.get("noisy"))
         lines.append(f"- CPU used by everything outside the benchmark during the {what} (other jobs, kernel "
                      f"threads): {fmt(others, 2)} cores (of 2)"
                      + (f"; {rep} run(s) were repeated because other jobs used more than "
-                        f"{meta.get('noise_limit', 0.25)} cores during them" if rep else "") + ".")
+                        f"{meta.get('noise_limit', 0.25)} cores during them" if rep else "")
+                     + (f"; **{noisy} run(s) kept although disturbed** (repeats exhausted)" if noisy else "") + ".")
     for part, ph in meta.get("phases", {}).items():
         lines.append(f"- Phase {part}: {ph['seconds']} s; load average {ph['load_before'][0]} before, "
                      f"{ph['load_after'][0]} after.")
