@@ -894,7 +894,7 @@ def main() -> int:
                    help="a run during which other jobs used more CPU than this (cores) is repeated (default 0.25)")
     p.add_argument("--noise-retries", type=int, default=3, help="repeat a noisy run at most this often (default 3)")
     p.add_argument("--noise-budget", type=float,
-                   help="seconds the whole run may spend repeating noisy runs (default 240, quick 0)")
+                   help="seconds the whole run may spend repeating noisy runs (default 180, quick 0)")
     p.add_argument("--wait-quiet", type=float, default=0,
                    help="wait up to this many seconds for a load average below --quiet-load before measuring")
     p.add_argument("--quiet-load", type=float, default=0.5)
@@ -906,7 +906,7 @@ def main() -> int:
     a.ready_runs = a.ready_runs or (5 if a.quick else 20)
     a.start_runs = a.start_runs or (5 if a.quick else 15)
     if a.noise_budget is None:
-        a.noise_budget = 0 if a.quick else 240
+        a.noise_budget = 0 if a.quick else 180
     if os.geteuid() != 0:
         print("bench: must run as root (containers, nginx)", file=sys.stderr)
         return 2
