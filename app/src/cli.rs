@@ -42,7 +42,9 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     pub idle_grace: Duration,
 
-    /// Time a client has to send a complete request head.
+    /// Time a client has to send a complete request head. hyper starts this
+    /// timer as soon as it waits for a request, so it is also how long an
+    /// idle HTTP/1 keep-alive connection is kept.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 }
