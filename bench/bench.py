@@ -155,7 +155,8 @@ def retried(label: str, a, attempt):
         if i == a.noise_retries or a.noise_budget <= 0:
             log(f"{label}: kept although other jobs used {other:.2f} cores during it "
                 f"({i} repeats; noise budget left {max(0, a.noise_budget):.0f}s)")
-            res["noisy"] = True
+            for r in res if isinstance(res, list) else [res]:
+                r["noisy"] = True
             return res, i
         log(f"{label}: other jobs used {other:.2f} cores (> {a.noise_limit}); waiting for calm and repeating")
         t1 = time.monotonic()
@@ -922,7 +923,9 @@ def main() -> int:
     log(f"machine: {results['meta']['cpu']}, {results['meta']['cores']} cores; load {loadavg()}")
 
     install_signal_handlers()
-    phases = {}
+    phases = results["meta"]["phases"] = {}
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for part in ("steady", "upgrade", "cost"):
         if part not in parts:
             continue
@@ -930,11 +933,13 @@ def main() -> int:
         log(f"=== {part}")
         {"steady": steady_state, "upgrade": upgrade_under_load, "cost": cost}[part](a, results)
         phases[part] = {"seconds": round(time.monotonic() - t0), "load_before": la0, "load_after": loadavg()}
-    results["meta"]["phases"] = phases
+        # Saved after every part: a later failure keeps what was measured
+        # (a partial file; bench/run only makes the report after a full run).
+        partial = out.with_name(out.name + ".partial")
+        partial.write_text(json.dumps(results, indent=1) + "\n")
     results["meta"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
+    out.with_name(out.name + ".partial").unlink(missing_ok=True)
     log(f"results in {out}")
     return 0
 
