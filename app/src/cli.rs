@@ -1,7 +1,7 @@
 //! Command line.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,8 +10,10 @@ use clap::Parser;
 
 use crate::version::VERSION;
 
-/// Default address when not socket-activated and no `--listen` is given.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Where to listen when not socket-activated and no `--listen` is given.
+pub fn default_listen() -> ListenAddr {
+    ListenAddr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)))
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,7 +22,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
     about = "HTTP service that takes its listening socket from systemd and drains on SIGTERM",
     after_help = "Exit codes: 0 clean exit after drain, 1 runtime error, 2 usage error, \
                   3 bad socket-activation environment, 4 cannot bind a --listen address, \
-                  5 drain deadline passed and connections were cut."
+                  5 drain cut short (deadline passed, or a second signal) with connections open."
 )]
 pub struct Cli {
     /// Address to bind when NOT socket-activated: HOST:PORT or unix:/PATH.
@@ -124,7 +126,7 @@ mod tests {
         assert!(cli.listen.is_empty());
         assert_eq!(cli.drain_timeout, Duration::from_secs(20));
         assert!(cli.idle_grace < cli.drain_timeout);
-        assert!(DEFAULT_LISTEN.parse::<ListenAddr>().is_ok());
+        assert_eq!(default_listen().to_string(), "127.0.0.1:8080");
     }
 
     #[test]

@@ -19,13 +19,8 @@ pub enum Fatal {
         context: &'static str,
         source: io::Error,
     },
-    #[error(
-        "drain deadline of {deadline:?} passed with {open} connection(s) still open; they were cut"
-    )]
-    DrainTimeout {
-        deadline: std::time::Duration,
-        open: usize,
-    },
+    #[error("drain ended ({why}) with {open} connection(s) still open; they were cut")]
+    DrainCut { why: String, open: usize },
 }
 
 impl Fatal {
@@ -39,7 +34,7 @@ impl Fatal {
             Fatal::Runtime { .. } => 1,
             Fatal::Activation(_) => 3,
             Fatal::Bind { .. } => 4,
-            Fatal::DrainTimeout { .. } => 5,
+            Fatal::DrainCut { .. } => 5,
         }
     }
 }

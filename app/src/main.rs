@@ -19,7 +19,7 @@ use clap::Parser;
 use tracing::{error, warn};
 
 use crate::activation::Activation;
-use crate::cli::{Cli, ListenAddr, DEFAULT_LISTEN};
+use crate::cli::{default_listen, Cli};
 use crate::error::Fatal;
 use crate::routes::{App, Identity};
 use crate::version::VERSION;
@@ -107,15 +107,9 @@ fn run(cli: Cli) -> Result<(), Fatal> {
 }
 
 fn bind_cli(cli: &Cli) -> Result<Vec<listeners::Prepared>, Fatal> {
-    let default: Vec<ListenAddr>;
-    let addrs = if cli.listen.is_empty() {
-        default = vec![DEFAULT_LISTEN.parse().map_err(|e: String| Fatal::Runtime {
-            context: "bad built-in default address",
-            source: std::io::Error::other(e),
-        })?];
-        &default
+    if cli.listen.is_empty() {
+        listeners::bind(&[default_listen()])
     } else {
-        &cli.listen
-    };
-    listeners::bind(addrs)
+        listeners::bind(&cli.listen)
+    }
 }

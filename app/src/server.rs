@@ -147,24 +147,23 @@ pub async fn run(
     status_tick.tick().await;
     let done = connections.wait();
     tokio::pin!(done);
-    loop {
+    let why = loop {
         tokio::select! {
             _ = &mut done => {
                 info!("drain complete, exiting");
                 return Ok(());
             }
-            _ = &mut deadline => break,
-            sig = signals.next() => {
-                warn!("{sig} received again: ending the drain now");
-                break;
+            _ = &mut deadline => {
+                break format!("deadline of {:?} passed", settings.drain_timeout);
             }
+            sig = signals.next() => break format!("{sig} received again"),
             _ = status_tick.tick() => {
                 notify::status(&format!("Draining {} connection(s)", connections.len()));
             }
         }
-    }
-    Err(Fatal::DrainTimeout {
-        deadline: settings.drain_timeout,
+    };
+    Err(Fatal::DrainCut {
+        why,
         open: connections.len(),
     })
 }
