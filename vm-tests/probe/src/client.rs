@@ -391,7 +391,13 @@ fn reason_for_h2(e: &h2::Error) -> Reason {
     if let Some(io) = e.get_io() {
         return reason_for_io(io.kind());
     }
-    if e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote()) {
+    // h2 gives a remote GOAWAY error only to streams above the GOAWAY's last
+    // stream id (h2 `recv_go_away`); streams at or below it that the server
+    // drops end with an I/O error instead. A GOAWAY with an error code is a
+    // failure, not a drain.
+    let graceful_go_away =
+        e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR);
+    if e.reason() == Some(h2::Reason::REFUSED_STREAM) || graceful_go_away {
         return Reason::H2Refused;
     }
     Reason::Protocol
