@@ -19,10 +19,8 @@ pkgs.testers.runNixOSTest {
 
     ${common.importScenarios}
 
-    # The container tests' limit (vm-tests/driver/run_container_tests.py,
-    # --max-exposure, default 2.0), taken from the shared scenarios once they
-    # export it.
-    threshold = float(getattr(sc, "MAX_EXPOSURE", 2.0))
+    # The container tests' limit, from the shared scenarios.
+    threshold = float(sc.MAX_EXPOSURE)
 
 
     def exposure(args, unit):
