@@ -934,7 +934,8 @@ def main() -> int:
         {"steady": steady_state, "upgrade": upgrade_under_load, "cost": cost}[part](a, results)
         phases[part] = {"seconds": round(time.monotonic() - t0), "load_before": la0, "load_after": loadavg()}
         # Saved after every part: a later failure keeps what was measured
-        # (a partial file; bench/run only makes the report after a full run).
+        # (a partial file; bench/run makes the report only when bench.py ends
+        # successfully, and the report says whether it was a --quick run).
         partial = out.with_name(out.name + ".partial")
         partial.write_text(json.dumps(results, indent=1) + "\n")
     results["meta"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
