@@ -1,8 +1,8 @@
 {
   description = "hitless: an HTTP service upgraded in place under load without a failed request";
 
-  # Must stay exactly this string: flake.lock pins it (see
-  # ../shared/nixpkgs-pin.json), and any other spelling makes Nix re-lock.
+  # Must stay exactly this string: flake.lock was made for it, and any other
+  # spelling makes Nix re-lock (nix/lint checks the two agree).
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
 
   outputs = { self, nixpkgs }:
@@ -25,7 +25,8 @@
           inherit hitless;
 
           # The same source reporting version 2.0.0: what the upgrade tests
-          # switch to.
+          # switch to. Its tests are the default package's (same code), so
+          # the override skips them.
           hitless-v2 = pkgs.callPackage ./nix/package.nix { versionOverride = "2.0.0"; };
 
           # Statically linked (musl): runs on any Linux, whatever its libc;
@@ -61,7 +62,7 @@
             # Nix lint (nix/lint)
             nixpkgs-fmt
             deadnix
-            # load clients (DESIGN.md), systemd-socket-activate
+            # load clients, systemd-socket-activate
             wrk
             nghttp2
             curl
