@@ -35,9 +35,9 @@ rustPlatform.buildRustPackage {
 
   env = lib.optionalAttrs (versionOverride != null) { HITLESS_VERSION = versionOverride; };
 
-  # The static build is the same code as the default package, whose tests
-  # already ran; running them again for musl only costs time.
-  doCheck = !stdenv.hostPlatform.isStatic;
+  # The static build and a version override are the same code as the default
+  # package, whose tests already ran; running them again only costs time.
+  doCheck = versionOverride == null && !stdenv.hostPlatform.isStatic;
 
   # The integration tests (app/tests) run the real binary with sockets passed
   # as systemd passes them, all on loopback, which the build sandbox has.
@@ -60,15 +60,18 @@ rustPlatform.buildRustPackage {
     "--skip=control_without_idle_grace_the_race_loses_requests"
   ];
 
-  # The units are the ones every package installs (../units); only the path
-  # of the binary differs. The NixOS module replaces ExecStart= in a drop-in
+  # The units are the ones every package installs (../units); only the paths
+  # of the binary and of the README (Documentation=) differ. The NixOS module replaces ExecStart= in a drop-in
   # to add its options, so it relies on the unit starting the binary with no
   # arguments: fail here, loudly, the day that changes.
   postInstall = ''
     install -Dm644 ${../units/hitless.socket} $out/lib/systemd/system/hitless.socket
     install -Dm644 ${../units/hitless.service} $out/lib/systemd/system/hitless.service
+    install -Dm644 ${../README.md} $out/share/doc/hitless/README.md
     substituteInPlace $out/lib/systemd/system/hitless.service \
       --replace-fail "ExecStart=/usr/bin/hitless" "ExecStart=$out/bin/hitless"
+    substituteInPlace $out/lib/systemd/system/hitless.{socket,service} \
+      --replace-fail "file:/usr/share/doc/hitless/" "file:$out/share/doc/hitless/"
     if ! grep -qx "ExecStart=$out/bin/hitless" $out/lib/systemd/system/hitless.service; then
       echo "units/hitless.service: ExecStart= is not the bare binary any more;" >&2
       echo "update nix/module.nix, which rewrites that line." >&2
