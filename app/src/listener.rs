@@ -195,3 +195,37 @@ fn bind_one(addr: &ListenAddr) -> io::Result<Socket> {
         ListenAddr::Unix(path) => Ok(Socket::Unix(UnixListener::bind(path)?)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_to_bind_is_exit_4() {
+        let err = Listener::bind(&[]).unwrap_err();
+        assert!(matches!(err, Error::NoListeners), "{err}");
+        assert_eq!(err.exit_code(), 4);
+    }
+
+    #[test]
+    fn bound_listeners_say_where_they_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bound.sock");
+        let addrs = [
+            ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()),
+            ListenAddr::Unix(path.clone()),
+        ];
+        let listeners = Listener::bind(&addrs).unwrap();
+        let [tcp, unix] = &listeners[..] else {
+            panic!("{listeners:?}")
+        };
+        assert_eq!(tcp.origin(), &Origin::Bound(addrs[0].clone()));
+        assert_eq!(tcp.created_file(), None);
+        assert!(tcp.to_string().starts_with("tcp 127.0.0.1:"), "{tcp}");
+        assert_eq!(unix.created_file(), Some(path.as_path()));
+        assert_eq!(
+            unix.to_string(),
+            format!("unix {} (fallback address)", path.display())
+        );
+    }
+}
