@@ -1,5 +1,5 @@
 //! Socket activation: read what systemd passed us in `LISTEN_*` and take the
-//! file descriptors.
+//! file descriptors (sd_listen_fds(3)).
 //!
 //! The protocol (sd_listen_fds(3)): fds start at 3, `LISTEN_FDS` says how
 //! many, `LISTEN_PID` must be our pid (otherwise the variables were meant for
@@ -12,22 +12,21 @@
 //! each fd is a *listening* stream socket: a connected or datagram socket
 //! would otherwise fail much later, in `accept()`.
 
-use std::net::TcpListener;
-use std::os::unix::net::UnixListener;
-
 use listenfd::ListenFd;
 use socket2::SockRef;
 use thiserror::Error;
 
+use crate::listener::Socket;
+
 /// First fd passed by systemd (`SD_LISTEN_FDS_START`).
-pub const LISTEN_FDS_START: u32 = 3;
+const LISTEN_FDS_START: u32 = 3;
 
 /// More than this many fds is certainly a garbled environment.
 const MAX_LISTEN_FDS: u32 = 1024;
 
 /// Variables of the protocol; cleared before any thread exists so that
 /// children cannot inherit them.
-pub const LISTEN_VARS: [&str; 4] = [
+pub(crate) const LISTEN_VARS: [&str; 4] = [
     "LISTEN_PID",
     "LISTEN_FDS",
     "LISTEN_FDNAMES",
@@ -36,7 +35,7 @@ pub const LISTEN_VARS: [&str; 4] = [
 
 /// What the environment says about socket activation.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Activation {
+pub(crate) enum Activation {
     /// No `LISTEN_FDS`: started by hand (or by a unit without a socket).
     NotActivated,
     /// `LISTEN_FDS` is set but `LISTEN_PID` is missing or another pid: the
@@ -47,30 +46,64 @@ pub enum Activation {
     Activated { names: Vec<String> },
 }
 
+/// A socket-activation environment that is meant for this process but
+/// unusable (sd_listen_fds(3)). `fd` is the file descriptor number (3 is the
+/// first), `name` its `LISTEN_FDNAMES` entry.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ActivationError {
+    /// `LISTEN_FDS` is not a decimal number.
     #[error("LISTEN_FDS={0:?} is not a number of file descriptors")]
     BadCount(String),
+    /// `LISTEN_FDS` is 0 or implausibly large (over 1024).
     #[error("LISTEN_FDS={0} is out of range (1..={MAX_LISTEN_FDS})")]
     CountOutOfRange(u32),
+    /// `LISTEN_FDNAMES` has a different number of `:`-separated names.
     #[error("LISTEN_FDNAMES names {names} fds but LISTEN_FDS={count}")]
-    NameCountMismatch { names: usize, count: u32 },
+    NameCountMismatch {
+        /// Names in `LISTEN_FDNAMES`.
+        names: usize,
+        /// `LISTEN_FDS`.
+        count: u32,
+    },
+    /// The fd is a file, a datagram socket or another non-stream socket.
     #[error("fd {fd} ({name}) is not a TCP or unix stream socket")]
-    NotStreamSocket { fd: u32, name: String },
+    NotStreamSocket {
+        /// The fd number.
+        fd: u32,
+        /// Its name.
+        name: String,
+    },
+    /// The fd is a stream socket that is not in `listen(2)` state (for
+    /// example a connected one, as `Accept=yes` units pass).
     #[error("fd {fd} ({name}) is a socket that is not listening")]
-    NotListening { fd: u32, name: String },
+    NotListening {
+        /// The fd number.
+        fd: u32,
+        /// Its name.
+        name: String,
+    },
+    /// `getsockopt(SO_ACCEPTCONN)` on the fd failed.
     #[error("fd {fd} ({name}): {reason}")]
     Inspect {
+        /// The fd number.
         fd: u32,
+        /// Its name.
         name: String,
+        /// The system error.
         reason: String,
     },
+    /// Fewer fds are open than `LISTEN_FDS` announces.
     #[error("LISTEN_FDS={count} but only {got} fds could be taken")]
-    Missing { count: u32, got: usize },
+    Missing {
+        /// `LISTEN_FDS`.
+        count: u32,
+        /// How many fds, from fd 3 on, were taken.
+        got: usize,
+    },
 }
 
 /// Decide from the variables' values whether we were socket-activated.
-pub fn parse(
+pub(crate) fn parse(
     listen_fds: Option<&str>,
     listen_pid: Option<&str>,
     listen_fdnames: Option<&str>,
@@ -122,18 +155,11 @@ pub fn parse(
     Ok(Activation::Activated { names })
 }
 
-/// A listening socket taken from systemd, still blocking.
-#[derive(Debug)]
-pub enum InheritedSocket {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
 /// Take the fds described by `names` (fd 3 onwards) from the environment.
 ///
 /// Must run while the process is single-threaded: `ListenFd::from_env`
 /// removes `LISTEN_PID` and `LISTEN_FDS` from the environment.
-pub fn take_sockets(names: &[String]) -> Result<Vec<(String, InheritedSocket)>, ActivationError> {
+pub(crate) fn take_sockets(names: &[String]) -> Result<Vec<(String, Socket)>, ActivationError> {
     let mut fds = ListenFd::from_env();
     let count = names.len() as u32;
     if fds.len() != names.len() {
@@ -153,10 +179,10 @@ pub fn take_sockets(names: &[String]) -> Result<Vec<(String, InheritedSocket)>, 
         // listenfd leaves the fd in place when the type does not match, so
         // trying TCP then unix is safe.
         let socket = match fds.take_tcp_listener(idx) {
-            Ok(Some(l)) => InheritedSocket::Tcp(l),
+            Ok(Some(l)) => Socket::Tcp(l),
             Ok(None) => return Err(ActivationError::Missing { count, got: idx }),
             Err(_) => match fds.take_unix_listener(idx) {
-                Ok(Some(l)) => InheritedSocket::Unix(l),
+                Ok(Some(l)) => Socket::Unix(l),
                 Ok(None) => return Err(ActivationError::Missing { count, got: idx }),
                 Err(_) => {
                     return Err(ActivationError::NotStreamSocket {
@@ -167,8 +193,8 @@ pub fn take_sockets(names: &[String]) -> Result<Vec<(String, InheritedSocket)>, 
             },
         };
         let listening = match &socket {
-            InheritedSocket::Tcp(l) => SockRef::from(l).is_listener(),
-            InheritedSocket::Unix(l) => SockRef::from(l).is_listener(),
+            Socket::Tcp(l) => SockRef::from(l).is_listener(),
+            Socket::Unix(l) => SockRef::from(l).is_listener(),
         }
         .map_err(inspect)?;
         if !listening {

@@ -1,19 +1,11 @@
 //! Command line.
 
-use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Parser;
+use hitless::{ListenAddr, Settings};
 
 use crate::version::VERSION;
-
-/// Where to listen when not socket-activated and no `--listen` is given.
-pub fn default_listen() -> ListenAddr {
-    ListenAddr::Tcp(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)))
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -26,7 +18,8 @@ pub fn default_listen() -> ListenAddr {
 )]
 pub struct Cli {
     /// Address to bind when NOT socket-activated: HOST:PORT or unix:/PATH.
-    /// Repeatable. Ignored (with a warning) when systemd passes sockets.
+    /// Repeatable; default 127.0.0.1:8080. Ignored (with a warning) when
+    /// systemd passes sockets.
     #[arg(long = "listen", value_name = "ADDR")]
     pub listen: Vec<ListenAddr>,
 
@@ -55,34 +48,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 20s, 500ms, 1m)"))
 }
 
-/// Where to listen when binding by ourselves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenAddr {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
-
-impl FromStr for ListenAddr {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if !path.starts_with('/') {
-                return Err(format!("unix socket path must be absolute: {path:?}"));
-            }
-            return Ok(ListenAddr::Unix(PathBuf::from(path)));
-        }
-        s.parse::<SocketAddr>().map(ListenAddr::Tcp).map_err(|_| {
-            format!("{s:?} is not HOST:PORT (e.g. 127.0.0.1:8080, [::]:80) or unix:/PATH")
-        })
-    }
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListenAddr::Tcp(a) => write!(f, "{a}"),
-            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+impl Cli {
+    /// The library settings these flags ask for.
+    pub fn settings(&self) -> Settings {
+        let defaults = Settings::default();
+        Settings {
+            fallback: if self.listen.is_empty() {
+                defaults.fallback
+            } else {
+                self.listen.clone()
+            },
+            drain_timeout: self.drain_timeout,
+            idle_grace: self.idle_grace,
+            header_read_timeout: self.header_read_timeout,
         }
     }
 }
@@ -92,46 +70,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_listen_addresses() {
-        assert_eq!(
-            "127.0.0.1:8080".parse(),
-            Ok(ListenAddr::Tcp("127.0.0.1:8080".parse().unwrap()))
-        );
-        assert_eq!(
-            "[::]:80".parse(),
-            Ok(ListenAddr::Tcp("[::]:80".parse().unwrap()))
-        );
-        assert_eq!(
-            "unix:/run/hitless.sock".parse(),
-            Ok(ListenAddr::Unix("/run/hitless.sock".into()))
-        );
-    }
-
-    #[test]
-    fn rejects_bad_listen_addresses() {
-        for bad in [
-            "",
-            "8080",
-            "localhost:8080",
-            "unix:relative.sock",
-            "1.2.3.4",
-        ] {
-            assert!(bad.parse::<ListenAddr>().is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn defaults_are_consistent() {
+    fn defaults_are_the_library_defaults() {
         let cli = Cli::try_parse_from(["hitless"]).unwrap();
         assert!(cli.listen.is_empty());
+        assert_eq!(cli.settings(), Settings::default());
         assert_eq!(cli.drain_timeout, Duration::from_secs(20));
-        assert!(cli.idle_grace < cli.drain_timeout);
-        assert_eq!(default_listen().to_string(), "127.0.0.1:8080");
     }
 
     #[test]
-    fn rejects_bad_durations() {
+    fn listen_flags_replace_the_fallback() {
+        let cli = Cli::try_parse_from([
+            "hitless",
+            "--listen",
+            "[::1]:80",
+            "--listen",
+            "unix:/run/h.sock",
+        ])
+        .unwrap();
+        let want: Vec<ListenAddr> = vec![
+            "[::1]:80".parse().unwrap(),
+            "unix:/run/h.sock".parse().unwrap(),
+        ];
+        assert_eq!(cli.settings().fallback, want);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
         assert!(Cli::try_parse_from(["hitless", "--drain-timeout", "soon"]).is_err());
         assert!(Cli::try_parse_from(["hitless", "--drain-timeout", "5"]).is_err());
+        assert!(Cli::try_parse_from(["hitless", "--listen", "unix:relative"]).is_err());
     }
 }

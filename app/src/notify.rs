@@ -3,8 +3,8 @@
 //! Without `NOTIFY_SOCKET` (started by hand) every call is a silent no-op. A
 //! failed send is logged, never fatal: systemd will notice a missing
 //! `READY=1` on its own (start timeout) and a failed status line is cosmetic.
-//! `NOTIFY_SOCKET` is kept in the environment because we notify more than
-//! once; we start no child processes that could inherit it.
+//! `NOTIFY_SOCKET` is kept in the environment because the server notifies
+//! more than once.
 
 use std::time::Duration;
 
@@ -17,22 +17,25 @@ fn send(states: &[NotifyState]) {
     }
 }
 
-pub fn ready(status: &str) {
+/// `READY=1` with a `STATUS=` line.
+pub(crate) fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
-pub fn stopping(status: &str) {
+/// `STOPPING=1` with a `STATUS=` line.
+pub(crate) fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }
 
-pub fn status(status: &str) {
+/// A `STATUS=` line alone.
+pub(crate) fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
 }
 
 /// The watchdog interval requested by systemd (`WatchdogSec=`), if any and
 /// meant for this pid. Call while single-threaded: it clears
 /// `WATCHDOG_USEC`/`WATCHDOG_PID`, which children must not inherit.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let mut usec = 0;
     if sd_notify::watchdog_enabled(true, &mut usec) && usec > 0 {
         Some(Duration::from_micros(usec))
@@ -43,7 +46,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 
 /// Ping the watchdog at half the interval, as sd_watchdog_enabled(3)
 /// recommends. Runs on the runtime, so a wedged runtime stops the pings.
-pub async fn watchdog_loop(interval: Duration) {
+pub(crate) async fn watchdog_loop(interval: Duration) {
     let mut tick = tokio::time::interval(interval / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

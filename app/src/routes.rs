@@ -1,7 +1,6 @@
 //! The HTTP endpoints.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,10 +8,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
-use crate::listeners::ListenerInfo;
 use crate::version::VERSION;
 
 /// Upper bound for `/slow?ms=`; longer than the default drain deadline on
@@ -22,6 +20,7 @@ pub const MAX_SLOW_MS: u64 = 60_000;
 /// Header on every response, so load probes can tell which build answered.
 pub const VERSION_HEADER: &str = "x-hitless-version";
 
+/// What `/version` reports.
 #[derive(Debug, Serialize)]
 pub struct Identity {
     pub version: &'static str,
@@ -31,11 +30,33 @@ pub struct Identity {
     pub listeners: Vec<ListenerInfo>,
 }
 
+/// One listener in `/version`.
+#[derive(Debug, Serialize)]
+pub struct ListenerInfo {
+    /// `tcp` or `unix`.
+    pub kind: &'static str,
+    pub address: String,
+    /// The fd name systemd passed (`FileDescriptorName=`), or `--listen`.
+    pub name: String,
+}
+
+impl From<&hitless::Listener> for ListenerInfo {
+    fn from(l: &hitless::Listener) -> ListenerInfo {
+        ListenerInfo {
+            kind: l.socket().kind(),
+            address: l.address().to_owned(),
+            name: match l.origin() {
+                hitless::Origin::Systemd { name } => name.clone(),
+                hitless::Origin::Bound(_) => "--listen".to_owned(),
+            },
+        }
+    }
+}
+
 /// State shared by all connections.
 pub struct App {
     greeting: Bytes,
     identity_json: Bytes,
-    draining: AtomicBool,
 }
 
 impl App {
@@ -48,48 +69,16 @@ impl App {
                 identity.version, identity.pid
             )),
             identity_json: Bytes::from(json),
-            draining: AtomicBool::new(false),
         })
     }
-
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-
-    fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-}
-
-/// Per-connection facts the drain needs.
-#[derive(Default)]
-pub struct ConnFacts {
-    /// Set on the first HTTP/2 request: such a connection can be sent GOAWAY
-    /// at once when the drain starts.
-    pub http2: AtomicBool,
 }
 
 type Resp = Response<Full<Bytes>>;
 
-pub async fn handle(
-    req: Request<Incoming>,
-    app: Arc<App>,
-    conn: Arc<ConnFacts>,
-) -> Result<Resp, Infallible> {
-    let http1 = req.version() < Version::HTTP_2;
-    if !http1 {
-        conn.http2.store(true, Ordering::Relaxed);
-    }
+pub async fn handle(req: Request<Incoming>, app: Arc<App>) -> Result<Resp, Infallible> {
     let mut resp = route(&req, &app).await;
-    let headers = resp.headers_mut();
-    headers.insert(VERSION_HEADER, HeaderValue::from_static(VERSION));
-    // Draining: answer, then close. hyper honours this header and closes the
-    // connection after the response, so the client learns it must reconnect
-    // instead of sending its next request into a closing socket. HTTP/2 has
-    // no such header (GOAWAY does that job).
-    if http1 && app.is_draining() {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
+    resp.headers_mut()
+        .insert(VERSION_HEADER, HeaderValue::from_static(VERSION));
     Ok(resp)
 }
 

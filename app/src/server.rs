@@ -1,269 +1,271 @@
-//! Serving connections, and the drain that makes a restart lose nothing.
+//! The server: listeners taken from the environment, served until a stop
+//! signal, then drained.
 //!
-//! On SIGTERM (or SIGINT):
+//! The drain, on SIGTERM or SIGINT:
 //! 1. the accept loops stop and drop their listener (our copy of the fd;
 //!    PID 1 keeps its own, so new connections queue in the kernel for the
 //!    next process);
-//! 2. every HTTP/1 response from now on carries `Connection: close`;
-//! 3. HTTP/2 connections get GOAWAY at once (hyper: GOAWAY, PING round trip,
-//!    final GOAWAY), so clients move to a new connection;
-//! 4. HTTP/1 connections (and fresh ones whose protocol is not known yet)
-//!    stay open for `--idle-grace`: a request the client already sent, or
-//!    sends meanwhile, is served and closes the connection. Only then is an
-//!    idle connection closed. Plain hyper `graceful_shutdown()` would close
-//!    it at once and reset a request that is already in the socket buffer;
-//!    the auto builder would even fail a connection still being sniffed;
-//! 5. everything is bounded by `--drain-timeout`.
+//! 2. only then `STOPPING=1` (sd_notify(3));
+//! 3. every HTTP/1 response from now on carries `Connection: close`, HTTP/2
+//!    connections get GOAWAY, idle HTTP/1 connections get the idle grace
+//!    (see the `connection` module);
+//! 4. everything is bounded by the drain timeout; a second signal also ends
+//!    it.
 
-use std::future::Future;
-use std::io;
+use std::fs;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use hyper::body::{Body, Incoming};
+use hyper::service::Service;
+use hyper::{Request, Response};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::error::Fatal;
-use crate::listeners::{Listener, TokioSocket};
+use crate::accept::accept_loop;
+use crate::activation::{self, Activation};
+use crate::connection::Http;
+use crate::error::{DrainCut, Error};
+use crate::listener::{Listener, Origin, Socket};
 use crate::notify;
-use crate::routes::{self, App, ConnFacts};
+use crate::settings::Settings;
+use crate::signals::StopSignals;
 
-/// Largest request head we accept (hyper answers 431 above it).
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// HTTP/2 equivalent: the decoded header list.
-const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
-/// Back-off after accept() fails for a reason other than the peer (EMFILE…).
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How often the drain updates the `STATUS=` line.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
-pub struct Settings {
-    pub drain_timeout: Duration,
-    pub idle_grace: Duration,
-    pub header_read_timeout: Duration,
-}
-
-struct Shared {
-    app: Arc<App>,
-    builder: auto::Builder<TokioExecutor>,
-    drain: CancellationToken,
-    idle_grace: Duration,
-}
-
-fn builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_LIST_BYTES);
-    builder
-}
-
-/// Signals that start the drain. Installed before `READY=1`, so a stop that
-/// comes right after start-up is a drain and not the default-action kill.
-struct StopSignals {
-    term: Signal,
-    int: Signal,
-}
-
-impl StopSignals {
-    fn install() -> Result<StopSignals, Fatal> {
-        let err = Fatal::runtime("cannot install signal handler");
-        let term = signal(SignalKind::terminate());
-        let int = signal(SignalKind::interrupt());
-        match (term, int) {
-            (Ok(term), Ok(int)) => Ok(StopSignals { term, int }),
-            (Err(e), _) | (_, Err(e)) => Err(err(e)),
-        }
-    }
-
-    async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-        }
-    }
-}
-
-/// Serve until a stop signal, then drain. `Ok` means a clean drain.
-pub async fn run(
+/// Listeners taken from systemd (or bound), ready to serve a hyper service.
+///
+/// Made in two steps because the environment must be read and changed
+/// before any thread exists: [`Server::from_env`] is a plain function for
+/// `main` before the tokio runtime is built, and [`Server::serve`] runs on
+/// that runtime.
+#[derive(Debug)]
+pub struct Server {
     listeners: Vec<Listener>,
-    app: Arc<App>,
-    settings: Settings,
     watchdog: Option<Duration>,
-) -> Result<(), Fatal> {
-    let mut signals = StopSignals::install()?;
-    let shared = Arc::new(Shared {
-        app: app.clone(),
-        builder: builder(settings.header_read_timeout),
-        drain: CancellationToken::new(),
-        idle_grace: settings.idle_grace,
-    });
-    let connections = TaskTracker::new();
-
-    let described: Vec<String> = listeners
-        .iter()
-        .map(|l| format!("{} {} ({})", l.info.kind, l.info.address, l.info.name))
-        .collect();
-    let acceptors = TaskTracker::new();
-    for listener in listeners {
-        acceptors.spawn(accept_loop(listener, shared.clone(), connections.clone()));
-    }
-    acceptors.close();
-    if let Some(interval) = watchdog {
-        info!("watchdog enabled, pinging every {:?}", interval / 2);
-        tokio::spawn(notify::watchdog_loop(interval));
-    }
-    let status = format!("Serving on {}", described.join(", "));
-    info!("{status}");
-    notify::ready(&status);
-
-    let sig = signals.next().await;
-    // Stop accepting first, and wait until every listener is dropped: from
-    // STOPPING=1 on, new connections are left in the queue for the next
-    // process.
-    app.start_draining();
-    shared.drain.cancel();
-    acceptors.wait().await;
-    connections.close();
-    let open = connections.len();
-    info!("{sig} received: no longer accepting, draining {open} connection(s)");
-    notify::stopping(&format!("Draining {open} connection(s)"));
-
-    let deadline = tokio::time::sleep(settings.drain_timeout);
-    tokio::pin!(deadline);
-    let mut status_tick = tokio::time::interval(STATUS_EVERY);
-    status_tick.tick().await;
-    let done = connections.wait();
-    tokio::pin!(done);
-    let why = loop {
-        tokio::select! {
-            _ = &mut done => {
-                info!("drain complete, exiting");
-                return Ok(());
-            }
-            _ = &mut deadline => {
-                break format!("deadline of {:?} passed", settings.drain_timeout);
-            }
-            sig = signals.next() => break format!("{sig} received again"),
-            _ = status_tick.tick() => {
-                notify::status(&format!("Draining {} connection(s)", connections.len()));
-            }
-        }
-    };
-    Err(Fatal::DrainCut {
-        why,
-        open: connections.len(),
-    })
+    settings: Settings,
 }
 
-async fn accept_loop(listener: Listener, shared: Arc<Shared>, connections: TaskTracker) {
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = shared.drain.cancelled() => break,
-            accepted = accept(&listener.socket, &shared, &connections) => accepted,
+impl Server {
+    /// Take the listening sockets systemd passed (sd_listen_fds(3)), or bind
+    /// [`Settings::fallback`] when the process is not socket-activated, and
+    /// read the watchdog interval (sd_watchdog_enabled(3)).
+    ///
+    /// Socket activation follows sd_listen_fds(3): fds from 3 on,
+    /// `LISTEN_FDS` of them, only if `LISTEN_PID` is this process (otherwise
+    /// a warning is logged and the fallback is bound), named by
+    /// `LISTEN_FDNAMES`. Each fd must be a listening TCP or unix stream
+    /// socket; it is made close-on-exec and non-blocking. `LISTEN_*`,
+    /// `WATCHDOG_USEC` and `WATCHDOG_PID` are then removed from the
+    /// environment so that child processes do not inherit them.
+    ///
+    /// Call this before starting any thread, in particular before building
+    /// the tokio runtime: changing the environment while other threads may
+    /// read it is undefined behaviour in libc. That is why it is not async.
+    ///
+    /// # Errors
+    /// [`Error::Activation`] when the `LISTEN_*` variables are meant for this
+    /// process but wrong; [`Error::Bind`] or [`Error::NoListeners`] when the
+    /// fallback addresses cannot be bound; [`Error::Runtime`] when a socket
+    /// cannot be set up.
+    pub fn from_env(settings: Settings) -> Result<Server, Error> {
+        let var = |name| std::env::var(name).ok();
+        let activation = activation::parse(
+            var("LISTEN_FDS").as_deref(),
+            var("LISTEN_PID").as_deref(),
+            var("LISTEN_FDNAMES").as_deref(),
+            std::process::id(),
+        )?;
+        let listeners = match activation {
+            Activation::Activated { names } => {
+                Listener::inherited(activation::take_sockets(&names)?)?
+            }
+            Activation::NotForUs(why) => {
+                warn!("not socket-activated: {why}; binding the fallback addresses");
+                Listener::bind(&settings.fallback)?
+            }
+            Activation::NotActivated => Listener::bind(&settings.fallback)?,
         };
-        if let Err(e) = accepted {
-            if is_peer_error(&e) {
-                debug!("accept on {}: {e}", listener.info.address);
-            } else {
-                warn!("accept on {} failed: {e}; retrying", listener.info.address);
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
+        for name in activation::LISTEN_VARS {
+            std::env::remove_var(name);
+        }
+        let watchdog = notify::watchdog_interval();
+        Ok(Server {
+            listeners,
+            watchdog,
+            settings,
+        })
+    }
+
+    /// The listeners, in `LISTEN_FDS` order or in the order of the fallback
+    /// addresses.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// Whether the listeners came from systemd.
+    pub fn socket_activated(&self) -> bool {
+        self.listeners
+            .iter()
+            .any(|l| matches!(l.origin(), Origin::Systemd { .. }))
+    }
+
+    /// Build a multi-threaded tokio runtime, [`serve`](Server::serve)
+    /// `service` on it, and drop the runtime, which closes any connection a
+    /// cut drain left open. For services that need no runtime of their own
+    /// before serving.
+    ///
+    /// # Errors
+    /// As [`serve`](Server::serve); also [`Error::Runtime`] when the runtime
+    /// cannot be built.
+    pub fn run<S, B>(self, service: S) -> Result<(), Error>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::runtime("cannot start the async runtime"))?;
+        runtime.block_on(self.serve(service))
+    }
+
+    /// Serve `service` over HTTP/1.1 and cleartext HTTP/2 (prior knowledge)
+    /// on every listener until SIGTERM or SIGINT, then drain; `Ok` means
+    /// every connection finished within the drain.
+    ///
+    /// `service` is shared by all connections (hyper calls it through
+    /// `&self`). It needs no drain logic: while draining, the server adds
+    /// `Connection: close` to HTTP/1 responses (RFC 9112 §9.6) and sends
+    /// GOAWAY on HTTP/2 connections (RFC 9113 §6.8). `READY=1` is sent once
+    /// every listener is being served, `STOPPING=1` once none is accepting
+    /// any more, and `WATCHDOG=1` at half the watchdog interval when systemd
+    /// asks for it (sd_notify(3)). Sockets taken from systemd are only
+    /// closed, never shut down: PID 1 keeps queueing connections on them for
+    /// the next process. Unix socket files bound from the fallback addresses
+    /// are removed.
+    ///
+    /// Must run on a tokio runtime with I/O and time enabled, built after
+    /// [`Server::from_env`].
+    ///
+    /// # Errors
+    /// [`Error::DrainCut`] when [`Settings::drain_timeout`] passed or a
+    /// second signal came with connections still open (they are closed when
+    /// the runtime is dropped); [`Error::Runtime`] when a signal handler
+    /// cannot be installed or a socket cannot be registered with tokio.
+    pub async fn serve<S, B>(self, service: S) -> Result<(), Error>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Server {
+            listeners,
+            watchdog,
+            settings,
+        } = self;
+        let _socket_files = SocketFiles(
+            listeners
+                .iter()
+                .filter_map(|l| l.created_file().map(PathBuf::from))
+                .collect(),
+        );
+        let mut signals = StopSignals::install()?;
+        let drain = CancellationToken::new();
+        let http = Arc::new(Http::new(service, &settings, drain.clone()));
+        let connections = TaskTracker::new();
+        let acceptors = TaskTracker::new();
+
+        let status = format!(
+            "Serving on {}",
+            listeners
+                .iter()
+                .map(Listener::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for listener in listeners {
+            let address = listener.address().to_owned();
+            let (drain, connections, http) = (drain.clone(), connections.clone(), http.clone());
+            let register = Error::runtime("cannot register listener");
+            match listener.into_socket() {
+                Socket::Tcp(l) => {
+                    let l = tokio::net::TcpListener::from_std(l).map_err(register)?;
+                    let serve = move |io| http.clone().serve(io);
+                    acceptors.spawn(accept_loop(l, address, drain, connections, serve));
+                }
+                Socket::Unix(l) => {
+                    let l = tokio::net::UnixListener::from_std(l).map_err(register)?;
+                    let serve = move |io| http.clone().serve(io);
+                    acceptors.spawn(accept_loop(l, address, drain, connections, serve));
+                }
             }
         }
-    }
-    // Dropping closes our copy of the fd. Never shutdown(): the socket is
-    // shared with PID 1, which keeps queueing connections for the next
-    // process.
-    debug!("stopped accepting on {}", listener.info.address);
-}
+        acceptors.close();
+        if let Some(interval) = watchdog {
+            info!("watchdog enabled, pinging every {:?}", interval / 2);
+            tokio::spawn(notify::watchdog_loop(interval));
+        }
+        info!("{status}");
+        notify::ready(&status);
 
-/// Accept one connection and spawn its task.
-async fn accept(
-    socket: &TokioSocket,
-    shared: &Arc<Shared>,
-    connections: &TaskTracker,
-) -> io::Result<()> {
-    match socket {
-        TokioSocket::Tcp(l) => {
-            let (stream, _) = l.accept().await?;
-            if let Err(e) = stream.set_nodelay(true) {
-                debug!("TCP_NODELAY: {e}");
+        let sig = signals.next().await;
+        // Stop accepting first, and wait until every listener is dropped:
+        // from STOPPING=1 on, new connections are left in the queue for the
+        // next process.
+        drain.cancel();
+        acceptors.wait().await;
+        connections.close();
+        let open = connections.len();
+        info!("{sig} received: no longer accepting, draining {open} connection(s)");
+        notify::stopping(&format!("Draining {open} connection(s)"));
+
+        let deadline = tokio::time::sleep(settings.drain_timeout);
+        tokio::pin!(deadline);
+        let mut status_tick = tokio::time::interval(STATUS_EVERY);
+        status_tick.tick().await;
+        let done = connections.wait();
+        tokio::pin!(done);
+        let cause = loop {
+            tokio::select! {
+                _ = &mut done => {
+                    info!("drain complete, exiting");
+                    return Ok(());
+                }
+                _ = &mut deadline => break DrainCut::Deadline(settings.drain_timeout),
+                sig = signals.next() => break DrainCut::SignalAgain(sig),
+                _ = status_tick.tick() => {
+                    notify::status(&format!("Draining {} connection(s)", connections.len()));
+                }
             }
-            connections.spawn(serve_connection(stream, shared.clone()));
+        };
+        Err(Error::DrainCut {
+            cause,
+            open: connections.len(),
+        })
+    }
+}
+
+/// Unix socket files this process created; removed when serving ends,
+/// however it ends.
+struct SocketFiles(Vec<PathBuf>);
+
+impl Drop for SocketFiles {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            if let Err(e) = fs::remove_file(path) {
+                warn!("cannot remove {}: {e}", path.display());
+            }
         }
-        TokioSocket::Unix(l) => {
-            let (stream, _) = l.accept().await?;
-            connections.spawn(serve_connection(stream, shared.clone()));
-        }
-    }
-    Ok(())
-}
-
-/// Errors caused by the peer going away between SYN and accept().
-fn is_peer_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    )
-}
-
-async fn serve_connection<I>(io: I, shared: Arc<Shared>)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let facts = Arc::new(ConnFacts::default());
-    let service = {
-        let app = shared.app.clone();
-        let facts = facts.clone();
-        service_fn(move |req| routes::handle(req, app.clone(), facts.clone()))
-    };
-    let conn = shared.builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-
-    if let Some(result) = until_cancelled(conn.as_mut(), &shared.drain).await {
-        return log_end(result);
-    }
-    // Draining. HTTP/2 connections can be told at once (GOAWAY); HTTP/1 ones
-    // get the grace described at the top of this file.
-    if !facts.http2.load(std::sync::atomic::Ordering::Relaxed) {
-        if let Ok(result) = tokio::time::timeout(shared.idle_grace, conn.as_mut()).await {
-            return log_end(result);
-        }
-    }
-    conn.as_mut().graceful_shutdown();
-    log_end(conn.await);
-}
-
-/// Run `fut` until it finishes (`Some`) or `token` is cancelled (`None`).
-async fn until_cancelled<F: Future + Unpin>(
-    fut: F,
-    token: &CancellationToken,
-) -> Option<F::Output> {
-    tokio::select! {
-        out = fut => Some(out),
-        _ = token.cancelled() => None,
-    }
-}
-
-fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
-    if let Err(e) = result {
-        // Clients going away mid-request are routine; not worth a warning.
-        debug!("connection ended with error: {e}");
     }
 }

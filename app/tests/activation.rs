@@ -1,5 +1,7 @@
 //! Socket activation with the real binary: fds passed as systemd passes them,
 //! by `systemd-socket-activate`, and every bad environment.
+// These run the `hitless` binary, which needs the default feature "cli".
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! The drain: what happens to requests when hitless gets SIGTERM.
+// These run the `hitless` binary, which needs the default feature "cli".
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! Endpoints and request limits, over a real socket.
+// These run the `hitless` binary, which needs the default feature "cli".
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! HTTP/2 cleartext (prior knowledge): requests, and GOAWAY on SIGTERM.
+// These run the `hitless` binary, which needs the default feature "cli".
+#![cfg(feature = "cli")]
 
 mod common;
 

@@ -1,4 +1,6 @@
 //! Readiness protocol over a real NOTIFY_SOCKET.
+// These run the `hitless` binary, which needs the default feature "cli".
+#![cfg(feature = "cli")]
 
 mod common;
 

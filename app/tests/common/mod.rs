@@ -1,6 +1,7 @@
-//! Test harness: run the real `hitless` binary with a listening socket passed
-//! the way systemd passes it (fd 3, `LISTEN_FDS`, `LISTEN_PID`), speak
-//! HTTP/1.1 to it over plain sockets, and listen on a real `NOTIFY_SOCKET`.
+//! Test harness: run the real `hitless` binary (or an example built on the
+//! library) with a listening socket passed the way systemd passes it (fd 3,
+//! `LISTEN_FDS`, `LISTEN_PID`), speak HTTP/1.1 to it over plain sockets, and
+//! listen on a real `NOTIFY_SOCKET`.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -16,6 +17,28 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hitless");
+
+/// The executable of example `name` (app/examples/NAME.rs). Cargo has no
+/// `CARGO_BIN_EXE_` for examples, but builds them for `cargo test` into
+/// `examples/` beside the `deps/` directory that holds this test binary,
+/// whatever the profile and target directory. `cargo test --test NAME` alone
+/// does not build examples: it runs whatever example binary is there, so
+/// build it first (`cargo build --example NAME`).
+pub fn example_exe(name: &str) -> PathBuf {
+    let test_exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary outside <target>/<profile>/deps");
+    let exe = profile_dir.join("examples").join(name);
+    assert!(
+        exe.is_file(),
+        "{} not built: run the whole `cargo test` (which builds examples), \
+         or `cargo build --example {name}` first",
+        exe.display()
+    );
+    exe
+}
 
 /// `sh` sets `LISTEN_PID` (and `WATCHDOG_PID` when a watchdog is asked for)
 /// to its own pid and `exec`s hitless, which keeps that pid: exactly what
@@ -59,8 +82,13 @@ pub struct Launch {
 impl Launch {
     /// hitless with `fds` passed as 3, 4, … and `LISTEN_*` set as systemd does.
     pub fn activated(fds: Vec<OwnedFd>, names: Option<&str>) -> Launch {
+        Launch::activated_exe(Path::new(BIN), fds, names)
+    }
+
+    /// Like [`Launch::activated`], for another executable.
+    pub fn activated_exe(exe: &Path, fds: Vec<OwnedFd>, names: Option<&str>) -> Launch {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", EXEC_WITH_LISTEN_PID, BIN]);
+        cmd.args(["-c", EXEC_WITH_LISTEN_PID]).arg(exe);
         cmd.env("LISTEN_FDS", fds.len().to_string());
         if let Some(names) = names {
             cmd.env("LISTEN_FDNAMES", names);
@@ -83,8 +111,13 @@ impl Launch {
 
     /// Activated from a TCP listener the test keeps (like PID 1 does).
     pub fn with_listener(listener: &TcpListener) -> Launch {
+        Launch::exe_with_listener(Path::new(BIN), listener)
+    }
+
+    /// Like [`Launch::with_listener`], for another executable.
+    pub fn exe_with_listener(exe: &Path, listener: &TcpListener) -> Launch {
         let fd: OwnedFd = listener.try_clone().expect("dup listener").into();
-        Launch::activated(vec![fd], Some("test.socket"))
+        Launch::activated_exe(exe, vec![fd], Some("test.socket"))
     }
 
     pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Launch {

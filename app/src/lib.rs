@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod accept;
+mod activation;
+mod connection;
+mod error;
+mod listen_addr;
+mod listener;
+mod notify;
+mod server;
+mod service;
+mod settings;
+mod signals;
+
+pub use activation::ActivationError;
+pub use error::{DrainCut, Error};
+pub use listen_addr::{ListenAddr, ParseListenAddrError};
+pub use listener::{Listener, Origin, Socket};
+pub use server::Server;
+pub use settings::Settings;
+pub use signals::StopSignal;
+
+/// The error type hyper accepts from services and bodies.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
