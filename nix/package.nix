@@ -7,6 +7,7 @@
 , stdenv
 , rustPlatform
 , curl
+, makeWrapper
 , procps
 , systemd
   # Build the same source but report another version (`hitless --version`,
@@ -60,23 +61,39 @@ rustPlatform.buildRustPackage {
     "--skip=control_without_idle_grace_the_race_loses_requests"
   ];
 
-  # The units are the ones every package installs (../units); only the paths
-  # of the binary and of the README (Documentation=) differ. The NixOS module replaces ExecStart= in a drop-in
-  # to add its options, so it relies on the unit starting the binary with no
-  # arguments: fail here, loudly, the day that changes.
+  nativeBuildInputs = [ makeWrapper ];
+
+  # The units and their helper are the ones every package installs
+  # (../units); only paths differ: the binary's, the helper's and the
+  # README's (Documentation=). The NixOS module replaces the slots' ExecStart=
+  # in a drop-in to add its options, so it relies on the unit starting the
+  # binary with no arguments: fail here, loudly, the day that changes.
   postInstall = ''
-    install -Dm644 ${../units/hitless.socket} $out/lib/systemd/system/hitless.socket
-    install -Dm644 ${../units/hitless.service} $out/lib/systemd/system/hitless.service
+    units=$out/lib/systemd/system
+    # The directory as a whole: "@" may not appear in a store path's name.
+    for unit in hitless.socket hitless.service hitless@.service; do
+      install -Dm644 "${../units}/$unit" "$units/$unit"
+    done
+    install -Dm755 ${../units}/hitless-slots $out/libexec/hitless/hitless-slots
     install -Dm644 ${../README.md} $out/share/doc/hitless/README.md
-    substituteInPlace $out/lib/systemd/system/hitless.service \
-      --replace-fail "ExecStart=/usr/bin/hitless" "ExecStart=$out/bin/hitless"
-    substituteInPlace $out/lib/systemd/system/hitless.{socket,service} \
-      --replace-fail "file:/usr/share/doc/hitless/" "file:$out/share/doc/hitless/"
-    if ! grep -qx "ExecStart=$out/bin/hitless" $out/lib/systemd/system/hitless.service; then
-      echo "units/hitless.service: ExecStart= is not the bare binary any more;" >&2
+    for unit in $units/*; do
+      substituteInPlace "$unit" \
+        --replace-quiet "ExecStart=/usr/bin/hitless" "ExecStart=$out/bin/hitless" \
+        --replace-quiet "/usr/libexec/hitless/" "$out/libexec/hitless/" \
+        --replace-fail "file:/usr/share/doc/hitless/" "file:$out/share/doc/hitless/"
+    done
+    if ! grep -qx "ExecStart=$out/bin/hitless" "$units/hitless@.service"; then
+      echo "units/hitless@.service: ExecStart= is not the bare binary any more;" >&2
       echo "update nix/module.nix, which rewrites that line." >&2
       exit 1
     fi
+    if grep -q "/usr/" $units/*; then
+      echo "a unit still names a path under /usr:" >&2
+      grep -n "/usr/" $units/* >&2
+      exit 1
+    fi
+    # hitless-slots drives the slots with systemctl.
+    wrapProgram $out/libexec/hitless/hitless-slots --prefix PATH : ${lib.makeBinPath [ systemd ]}
   '';
 
   doInstallCheck = stdenv.buildPlatform.canExecute stdenv.hostPlatform;
