@@ -47,9 +47,22 @@ VENV = TOOLS / "venv"
 # Driver.test_symbols() in nixos/lib/test-driver/src/test_driver/driver.py:
 # what generate-driver-symbols hands pyflakes besides the machine names.
 DRIVER_SYMBOLS = [
-    "start_all", "test_script", "machines", "vlans", "driver", "log", "os",
-    "create_machine", "subtest", "run_tests", "join_all", "retry",
-    "serial_stdout_off", "serial_stdout_on", "polling_condition", "Machine",
+    "start_all",
+    "test_script",
+    "machines",
+    "vlans",
+    "driver",
+    "log",
+    "os",
+    "create_machine",
+    "subtest",
+    "run_tests",
+    "join_all",
+    "retry",
+    "serial_stdout_off",
+    "serial_stdout_on",
+    "polling_condition",
+    "Machine",
 ]
 
 # Stubs standing in for nixpkgs and the flake while evaluating a test file.
@@ -148,7 +161,7 @@ DRIVER_STUB = {
         "    def warning(self, message: str) -> None: ...\n"
         "    def error(self, message: str) -> None: ...\n"
     ),
-    "machine.pyi": '''\
+    "machine.pyi": """\
 class Machine:
     name: str
     def log(self, msg: str) -> None: ...
@@ -163,7 +176,9 @@ class Machine:
     def get_unit_info(self, unit: str, user: str | None = None) -> dict[str, str]: ...
     def get_unit_property(self, unit: str, property: str, user: str | None = None) -> str: ...
     def require_unit_state(self, unit: str, require_state: str = "active") -> None: ...
-    def execute(self, command: str, check_return: bool = True, check_output: bool = True, timeout: int | None = 900) -> tuple[int, str]: ...
+    def execute(
+        self, command: str, check_return: bool = True, check_output: bool = True, timeout: int | None = 900
+    ) -> tuple[int, str]: ...
     def succeed(self, *commands: str, timeout: int | None = None) -> str: ...
     def fail(self, *commands: str, timeout: int | None = None) -> str: ...
     def wait_until_succeeds(self, command: str, timeout: int = 900) -> str: ...
@@ -180,7 +195,7 @@ class Machine:
     def wait_for_console_text(self, regex: str, timeout: int | None = None) -> None: ...
     def block(self) -> None: ...
     def unblock(self) -> None: ...
-''',
+""",
 }
 
 
