@@ -114,7 +114,8 @@ def ensure_rootfs(
     mirror: str = DEFAULT_MIRROR,
 ) -> Path:
     """Return the path of a ready root file system, building it if needed.
-    Raises CannotRun without debootstrap, RuntimeError if the build fails."""
+    Raises CannotRun without debootstrap or when its build fails (no
+    network, no mirror): the tests cannot run then."""
     r = recipe(suite, mirror, extra_packages)
     h = r.digest()
     cache.mkdir(parents=True, exist_ok=True)
@@ -139,7 +140,8 @@ def ensure_rootfs(
         if proc.returncode != 0:
             tail = buildlog.read_text(errors="replace").splitlines()[-30:]
             shutil.rmtree(tmp, ignore_errors=True)
-            raise RuntimeError(f"debootstrap failed ({proc.returncode}); last lines of {buildlog}:\n" + "\n".join(tail))
+            log(f"debootstrap failed; last lines of {buildlog}:\n" + "\n".join(tail))
+            raise CannotRun(f"debootstrap failed with exit status {proc.returncode} (log: {buildlog})")
         setup(tmp, r)
         (tmp / ".complete").write_text(h + "\n")
         tmp.rename(final)

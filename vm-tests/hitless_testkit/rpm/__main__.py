@@ -48,7 +48,7 @@ def tests(r: RpmRun, args: argparse.Namespace, outcomes: Outcomes) -> None:
     if v2_ok and not args.only_static:
         try:
             guests.containers(r, outcomes)
-        except CheckFailed as e:
+        except (CheckFailed, CannotRun) as e:
             outcomes.fail("containers", str(e))
 
 
