@@ -61,7 +61,10 @@ def containers(r: RpmRun, outcomes: Outcomes) -> None:
 
 def container_flow(r: RpmRun, flavor: str, rootfs: Path, standin_dir: Path, log_dir: Path) -> None:
     res = FlavorResult()
-    setattr(r.results, flavor, res)
+    if flavor == "el8":
+        r.results.el8 = res
+    else:
+        r.results.el9 = res
     rpms = {r.v1: r.main_rpm("v1"), V2: r.main_rpm("v2")}
     helper = "/usr/lib/systemd/systemd-update-helper"
     with Machine(rootfs, name=f"hitless-rpm-{flavor}", log_dir=log_dir) as m:
