@@ -8,6 +8,7 @@ Needs root (nginx, containers) and the binaries bench/run builds: hitless
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -21,10 +22,11 @@ from ..log import Interrupted, die, install_signal_handlers, log, set_tag
 from .cost import cost
 from .host import loadavg, machine_info, wait_quiet
 from .paths import V1, V2, Paths
+from .records import CostResults, Phase, QuietCheck, SteadyResults, UpgradeResults
 from .steady import steady_state
 from .upgrade import upgrade_under_load
 
-PARTS: dict[str, Callable[[argparse.Namespace, Paths, dict[str, Any]], None]] = {
+PARTS: dict[str, Callable[[argparse.Namespace, Paths], SteadyResults | UpgradeResults | CostResults]] = {
     "steady": steady_state,
     "upgrade": upgrade_under_load,
     "cost": cost,
@@ -99,25 +101,20 @@ def check_inputs(paths: Paths) -> None:
 
 def run(a: argparse.Namespace, paths: Paths) -> None:
     parts = a.only or list(PARTS)
-    results: dict[str, Any] = {}
-    if a.previous:
-        results = json.loads(Path(a.previous).read_text())
-    results["meta"] = {
-        **machine_info(),
-        "quick": a.quick,
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "parts_run": parts,
-        "noise_limit": a.noise_limit,
-    }
-    results["meta"]["quiet_check"] = (
+    # Parts not run now are kept from --previous, as JSON.
+    results: dict[str, Any] = json.loads(Path(a.previous).read_text()) if a.previous else {}
+    meta = machine_info()
+    meta.quick = a.quick
+    meta.started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    meta.parts_run = parts
+    meta.noise_limit = a.noise_limit
+    meta.quiet_check = (
         wait_quiet(a.wait_quiet, a.quiet_load)
         if a.wait_quiet
-        else {"waited_s": 0, "load": loadavg(), "quiet": loadavg()[0] < a.quiet_load}
+        else QuietCheck(waited_s=0, load=loadavg(), quiet=loadavg()[0] < a.quiet_load)
     )
-    log(f"machine: {results['meta']['cpu']}, {results['meta']['cores']} cores; load {loadavg()}")
+    log(f"machine: {meta.cpu}, {meta.cores} cores; load {loadavg()}")
 
-    phases: dict[str, Any] = {}
-    results["meta"]["phases"] = phases
     out = Path(a.out) if a.out else paths.out / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
@@ -126,14 +123,19 @@ def run(a: argparse.Namespace, paths: Paths) -> None:
             continue
         la0, t0 = loadavg(), time.monotonic()
         log(f"=== {part}")
-        fn(a, paths, results)
-        phases[part] = {"seconds": round(time.monotonic() - t0), "load_before": la0, "load_after": loadavg()}
+        record = fn(a, paths)
+        if isinstance(record, UpgradeResults):
+            meta.tools["systemd (container)"] = record.params.systemd
+        results[part] = dataclasses.asdict(record)
+        meta.phases[part] = Phase(seconds=round(time.monotonic() - t0), load_before=la0, load_after=loadavg())
+        results["meta"] = dataclasses.asdict(meta)
         # Saved after every part: a later failure keeps what was measured
         # (a partial file; bench/run makes the report only when the
         # measurement ends successfully, and the report says whether it was
         # a --quick run).
         partial.write_text(json.dumps(results, indent=1) + "\n")
-    results["meta"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    meta.finished = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    results["meta"] = dataclasses.asdict(meta)
     out.write_text(json.dumps(results, indent=1) + "\n")
     partial.unlink(missing_ok=True)
     log(f"results in {out}")

@@ -19,6 +19,7 @@ from typing import Any
 from ..log import log
 from .host import free_port, status_kb
 from .paths import SERVER_CPU, V1, Paths
+from .records import CostResults
 
 
 def spawn_activated(
@@ -84,7 +85,7 @@ def stop_child(pid: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
-def cost(a: argparse.Namespace, paths: Paths, results: dict[str, Any]) -> None:
+def cost(a: argparse.Namespace, paths: Paths) -> CostResults:
     hitless = str(paths.hitless(V1))
     work = Path(tempfile.mkdtemp(prefix="hitless-bench-cost-"))
     try:
@@ -143,23 +144,24 @@ def cost(a: argparse.Namespace, paths: Paths, results: dict[str, Any]) -> None:
         stripped = work / "hitless.stripped"
         subprocess.run(["strip", "-o", str(stripped), hitless], check=True)
         nginx_bin = Path(shutil.which("nginx") or "/usr/sbin/nginx").resolve()
-        results["cost"] = {
-            "ready_ms": ready,
-            "idle_rss_kb": rss_idle,
-            "baseline_go_idle_rss_kb": baseline_rss,
-            "rss_breakdown_kb": breakdown,
-            "exit_codes": {str(k): v for k, v in exits.items()},
-            "size_bytes": {
+        res = CostResults(
+            ready_ms=ready,
+            idle_rss_kb=rss_idle,
+            baseline_go_idle_rss_kb=baseline_rss,
+            rss_breakdown_kb=breakdown,
+            exit_codes={str(k): v for k, v in exits.items()},
+            size_bytes={
                 "hitless (as built)": size(Path(hitless)),
                 "hitless (stripped)": size(stripped),
                 "Go baseline (-s -w)": size(paths.baseline_go(V1)),
                 "nginx (Debian, stripped; + shared libs)": size(nginx_bin),
             },
-            "runs": a.ready_runs,
-        }
+            runs=a.ready_runs,
+        )
         r = {k: statistics.median(v) for k, v in ready.items()}
         log(
             f"cost: exec->READY=1 median {r}; idle RSS {rss_idle}; stripped {size(stripped)} bytes; exits {dict(exits)}"
         )
+        return res
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -12,14 +12,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from ..log import log
+from .records import Measured, Meta, QuietCheck
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-Run = dict[str, Any]
-"""One measured run as it goes into results.json."""
 
 
 def sh(cmd: str) -> str:
@@ -27,7 +25,7 @@ def sh(cmd: str) -> str:
     return (p.stdout + p.stderr).strip()
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info() -> Meta:
     model = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -39,14 +37,14 @@ def machine_info() -> dict[str, Any]:
         for line in f:
             if line.startswith("MemTotal:"):
                 mem_kb = int(line.split()[1])
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "mem_gib": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "os": sh('. /etc/os-release && echo "$PRETTY_NAME"'),
-        "virtualization": sh("systemd-detect-virt 2>/dev/null || echo unknown"),
-        "tools": {
+    return Meta(
+        cpu=model,
+        cores=os.cpu_count() or 0,
+        mem_gib=round(mem_kb / 1024 / 1024, 1),
+        kernel=platform.release(),
+        os=sh('. /etc/os-release && echo "$PRETTY_NAME"'),
+        virtualization=sh("systemd-detect-virt 2>/dev/null || echo unknown"),
+        tools={
             "nginx": sh("nginx -v 2>&1").replace("nginx version: ", ""),
             "wrk": sh("wrk -v 2>&1 | head -n 1").split(" [")[0],
             "h2load": sh("h2load --version 2>&1 | head -n 1"),
@@ -54,7 +52,7 @@ def machine_info() -> dict[str, Any]:
             "rustc": sh("rustc --version 2>/dev/null || echo unknown"),
             "systemd (container)": "",
         },
-    }
+    )
 
 
 def loadavg() -> list[float]:
@@ -123,16 +121,20 @@ def wait_calm(limit: float, max_wait_s: float = 60.0) -> float:
         time.sleep(2.0)
 
 
-def retried(label: str, a: argparse.Namespace, attempt: Callable[[], tuple[list[Run], float]]) -> tuple[list[Run], int]:
-    """Run attempt() (returns (runs, other_cores)) again while other jobs
-    used more than --noise-limit cores during it, at most --noise-retries
-    times, and only while the run's --noise-budget (seconds spent on
-    repeats and waiting) lasts; returns (runs, repeats). Runs kept although
-    noisy are marked "noisy"."""
+M = TypeVar("M", bound=Measured)
+
+
+def retried(label: str, a: argparse.Namespace, attempt: Callable[[], list[M]]) -> tuple[list[M], int]:
+    """Run attempt() again while other jobs used more than --noise-limit
+    cores during it (the most any of its runs saw), at most --noise-retries
+    times, and only while the run's --noise-budget (seconds spent on repeats
+    and waiting) lasts; returns (runs, repeats). Runs kept although noisy
+    are marked so."""
     i = 0
     while True:
         t0 = time.monotonic()
-        res, other = attempt()
+        res = attempt()
+        other = max(r.other_cores for r in res)
         if other <= a.noise_limit:
             return res, i
         if i == a.noise_retries or a.noise_budget <= 0:
@@ -141,7 +143,7 @@ def retried(label: str, a: argparse.Namespace, attempt: Callable[[], tuple[list[
                 f"({i} repeats; noise budget left {max(0, a.noise_budget):.0f}s)"
             )
             for r in res:
-                r["noisy"] = True
+                r.noisy = True
             return res, i
         log(f"{label}: other jobs used {other:.2f} cores (> {a.noise_limit}); waiting for calm and repeating")
         t1 = time.monotonic()
@@ -150,14 +152,14 @@ def retried(label: str, a: argparse.Namespace, attempt: Callable[[], tuple[list[
         i += 1
 
 
-def wait_quiet(limit_s: float, threshold: float) -> dict[str, Any]:
+def wait_quiet(limit_s: float, threshold: float) -> QuietCheck:
     t0 = time.monotonic()
     la = loadavg()
     while la[0] >= threshold and time.monotonic() - t0 < limit_s:
         log(f"machine busy (load {la[0]:.2f} >= {threshold}); waiting ({time.monotonic() - t0:.0f}s of {limit_s:.0f}s)")
         time.sleep(min(20.0, max(1.0, limit_s - (time.monotonic() - t0))))
         la = loadavg()
-    return {"waited_s": round(time.monotonic() - t0), "load": la, "quiet": la[0] < threshold}
+    return QuietCheck(waited_s=round(time.monotonic() - t0), load=la, quiet=la[0] < threshold)
 
 
 # --- processes ---------------------------------------------------------------

@@ -4,6 +4,7 @@ load generator (wrk, h2load) on the other core."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
@@ -12,13 +13,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from ..log import log
 from .host import (
     CLK_TCK,
     Foreign,
-    Run,
     free_port,
     percentile,
     proc_cpu_ticks,
@@ -29,6 +28,7 @@ from .host import (
     wait_port,
 )
 from .paths import CLIENT_CPU, SERVER_CPU, V1, Paths
+from .records import LoadOutput, Rss, SteadyParams, SteadyResults, SteadyRun
 
 # h2: many connections; h2-1conn: everything multiplexed over one connection
 # (as behind a proxy). Both keep the server's core busy on a quiet machine.
@@ -76,7 +76,7 @@ def wrk_ms(text: str) -> float:
     return float(m.group(1)) * UNIT_S[m.group(2)] * 1000
 
 
-def parse_wrk(out: str) -> Run:
+def parse_wrk(out: str) -> LoadOutput:
     def grab(pattern: str, default: str | None = None) -> str:
         m = re.search(pattern, out)
         if not m:
@@ -87,16 +87,16 @@ def parse_wrk(out: str) -> Run:
 
     socket_errors = grab(r"Socket errors: (.*)", "")
     errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", socket_errors))
-    return {
-        "requests": int(grab(r"(\d+) requests in")),
-        "rps": float(grab(r"Requests/sec:\s+([\d.]+)")),
-        "p50_ms": wrk_ms(grab(r"\s50%\s+(\S+)")),
-        "p99_ms": wrk_ms(grab(r"\s99%\s+(\S+)")),
-        "errors": errors + int(grab(r"Non-2xx or 3xx responses: (\d+)", "0")),
-    }
+    return LoadOutput(
+        requests=int(grab(r"(\d+) requests in")),
+        rps=float(grab(r"Requests/sec:\s+([\d.]+)")),
+        p50_ms=wrk_ms(grab(r"\s50%\s+(\S+)")),
+        p99_ms=wrk_ms(grab(r"\s99%\s+(\S+)")),
+        errors=errors + int(grab(r"Non-2xx or 3xx responses: (\d+)", "0")),
+    )
 
 
-def parse_h2load(out: str, logfile: Path) -> Run:
+def parse_h2load(out: str, logfile: Path) -> LoadOutput:
     m = re.search(
         r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out
     )
@@ -109,13 +109,13 @@ def parse_h2load(out: str, logfile: Path) -> Run:
             parts = line.split("\t")
             if len(parts) >= 3:
                 lat.append(int(parts[2]) / 1000)
-    return {
-        "requests": int(m.group(4)),
-        "rps": float(rps.group(1)),
-        "p50_ms": percentile(lat, 50),
-        "p99_ms": percentile(lat, 99),
-        "errors": int(m.group(5)) + int(m.group(6)),
-    }
+    return LoadOutput(
+        requests=int(m.group(4)),
+        rps=float(rps.group(1)),
+        p50_ms=percentile(lat, 50),
+        p99_ms=percentile(lat, 99),
+        errors=int(m.group(5)) + int(m.group(6)),
+    )
 
 
 def steady_client(
@@ -142,7 +142,10 @@ def steady_client(
     return [*argv, f"http://127.0.0.1:{srv.port_h1}{path}"], None
 
 
-def measure(mode: str, srv: SteadyServer, path: str, seconds: float, a: argparse.Namespace, workdir: Path) -> Run:
+def measure(
+    mode: str, srv: SteadyServer, path: str, seconds: float, a: argparse.Namespace, workdir: Path, rnd: int
+) -> SteadyRun:
+    """One run of `mode` against `srv`, with the server's CPU time."""
     argv, logfile = steady_client(mode, srv, path, seconds, a, workdir)
     ticks0, foreign, t0 = srv.cpu_ticks(), Foreign(), time.monotonic()
     out, client_cpu = run_timed(argv, timeout=seconds + 60)
@@ -152,27 +155,30 @@ def measure(mode: str, srv: SteadyServer, path: str, seconds: float, a: argparse
         logfile.unlink()
     user, system = (ticks1[0] - ticks0[0]) / CLK_TCK, (ticks1[1] - ticks0[1]) / CLK_TCK
     server_cpu = user + system
-    n = r["requests"]
-    r.update(
-        {
-            "server_cpu_s": round(server_cpu, 3),
-            "server_user_s": round(user, 3),
-            "server_sys_s": round(system, 3),
-            "server_core_busy": round(server_cpu / wall, 3),
-            "client_cpu_s": round(client_cpu, 3),
-            # CPU used by anything else on the machine meanwhile (other jobs,
-            # kernel threads), in cores: the noise floor of this run.
-            "other_cores": other,
-            "us_per_req": round(server_cpu / n * 1e6, 2) if n else None,
-            "user_us_per_req": round(user / n * 1e6, 2) if n else None,
-            "sys_us_per_req": round(system / n * 1e6, 2) if n else None,
-            "wall_s": round(wall, 2),
-        }
+    n = r.requests
+
+    def per_req(cpu_s: float) -> float | None:
+        return round(cpu_s / n * 1e6, 2) if n else None
+
+    return SteadyRun(
+        **dataclasses.asdict(r),
+        server=srv.name,
+        mode=mode,
+        round=rnd,
+        server_cpu_s=round(server_cpu, 3),
+        server_user_s=round(user, 3),
+        server_sys_s=round(system, 3),
+        server_core_busy=round(server_cpu / wall, 3),
+        client_cpu_s=round(client_cpu, 3),
+        other_cores=other,
+        us_per_req=per_req(server_cpu),
+        user_us_per_req=per_req(user),
+        sys_us_per_req=per_req(system),
+        wall_s=round(wall, 2),
     )
-    return r
 
 
-def steady_state(a: argparse.Namespace, paths: Paths, results: dict[str, Any]) -> None:
+def steady_state(a: argparse.Namespace, paths: Paths) -> SteadyResults:
     hitless = paths.hitless(V1)
     work = Path(tempfile.mkdtemp(prefix="hitless-bench-"))
     servers: list[SteadyServer] = []
@@ -197,48 +203,45 @@ def steady_state(a: argparse.Namespace, paths: Paths, results: dict[str, Any]) -
         url_paths = {"hitless": "/healthz", "nginx": "/"}
         for s in servers:
             for mode in STEADY_MODES:  # warm-up, not recorded
-                measure(mode, s, url_paths[s.name], 1, a, work)
-        runs: list[Run] = []
+                measure(mode, s, url_paths[s.name], 1, a, work, rnd=-1)
+        runs: list[SteadyRun] = []
         repeats = 0
         for rnd in range(a.rounds):
             for mode in STEADY_MODES:
                 order = servers if rnd % 2 == 0 else servers[::-1]
 
-                def pair(
-                    mode: str = mode, order: list[SteadyServer] = order, rnd: int = rnd
-                ) -> tuple[list[Run], float]:
+                def pair(mode: str = mode, order: list[SteadyServer] = order, rnd: int = rnd) -> list[SteadyRun]:
                     out = []
                     for s in order:
-                        r = measure(mode, s, url_paths[s.name], a.steady_seconds, a, work)
-                        r.update({"server": s.name, "mode": mode, "round": rnd})
+                        r = measure(mode, s, url_paths[s.name], a.steady_seconds, a, work, rnd)
                         out.append(r)
                         log(
-                            f"steady {rnd + 1}/{a.rounds} {mode:10} {s.name:8} {r['rps']:9.0f} req/s  "
-                            f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  {r['us_per_req']} us/req  "
-                            f"server core {r['server_core_busy'] * 100:.0f}%  other jobs {r['other_cores']:.2f} cores"
-                            + (f"  ERRORS {r['errors']}" if r["errors"] else "")
+                            f"steady {rnd + 1}/{a.rounds} {mode:10} {s.name:8} {r.rps:9.0f} req/s  "
+                            f"p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms  {r.us_per_req} us/req  "
+                            f"server core {r.server_core_busy * 100:.0f}%  other jobs {r.other_cores:.2f} cores"
+                            + (f"  ERRORS {r.errors}" if r.errors else "")
                         )
-                    return out, max(r["other_cores"] for r in out)
+                    return out
 
                 got, n = retried(f"steady {rnd + 1}/{a.rounds} {mode}", a, pair)
                 runs += got
                 repeats += n
-        results["steady"] = {
-            "params": {
-                "seconds": a.steady_seconds,
-                "rounds": a.rounds,
-                "wrk_conns": a.wrk_conns,
-                "h2_conns": a.h2_conns,
-                "h2_streams": a.h2_streams,
-                "h2_1conn_streams": a.h2_1conn_streams,
-                "paths": url_paths,
-                "server_cpu": SERVER_CPU,
-                "client_cpu": CLIENT_CPU,
-            },
-            "runs": runs,
-            "repeated_for_noise": repeats,
-            "rss_kb": {s.name: {"idle": s.idle_rss_kb, "peak": s.peak_rss_kb()} for s in servers},
-        }
+        return SteadyResults(
+            params=SteadyParams(
+                seconds=a.steady_seconds,
+                rounds=a.rounds,
+                wrk_conns=a.wrk_conns,
+                h2_conns=a.h2_conns,
+                h2_streams=a.h2_streams,
+                h2_1conn_streams=a.h2_1conn_streams,
+                paths=url_paths,
+                server_cpu=SERVER_CPU,
+                client_cpu=CLIENT_CPU,
+            ),
+            runs=runs,
+            repeated_for_noise=repeats,
+            rss_kb={s.name: Rss(idle=s.idle_rss_kb, peak=s.peak_rss_kb()) for s in servers},
+        )
     finally:
         for s in servers:
             s.stop()

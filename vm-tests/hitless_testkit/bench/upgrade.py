@@ -20,8 +20,9 @@ from ..install import copy_versions, install_units, swap_binary
 from ..log import log
 from ..nspawn import Machine, preflight
 from ..rootfs import ensure_rootfs
-from .host import Foreign, Run, percentile, retried, run_timed
+from .host import Foreign, percentile, retried, run_timed
 from .paths import CLIENT_CPU, SERVER_CPU, V1, V2, Paths
+from .records import ModeWindow, OpenRun, SlowOutcome, UpgradeParams, UpgradeResults, WrkRun
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def read_records(path: Path) -> tuple[dict[str, str], list[LoadRecord]]:
     return meta, recs
 
 
-def analyze_mode(recs: list[LoadRecord], t0: int, t1: int, new: str) -> dict[str, Any]:
+def analyze_mode(recs: list[LoadRecord], t0: int, t1: int, new: str) -> ModeWindow:
     """Numbers for one client mode of one restart. All times in ns."""
     ok = [r for r in recs if r.outcome == "ok"]
     failed = [r for r in recs if r.outcome != "ok"]
@@ -145,29 +146,29 @@ def analyze_mode(recs: list[LoadRecord], t0: int, t1: int, new: str) -> dict[str
         start, end = s_, e_
     if start is not None and end >= t0:
         window = end - start
-    return {
-        "requests": len(recs),
-        "failed": len(failed),
-        "failures_by_reason": dict(Counter(r.outcome for r in failed)),
-        "started_during": len([r for r in recs if t0 <= r.due <= wend]),
-        "during_p99_ms": round(percentile(during, 99) / 1e6, 2) if during else None,
-        "during_max_ms": round(max(during) / 1e6, 2) if during else None,
-        "baseline_p99_ms": round(base_p99 / 1e6, 3),
-        "disturbed_ms": round(window / 1e6, 1),
-        "new_version_seen": serving_new is not None,
-        "new_serving_after_ms": round((serving_new - t0) / 1e6, 1) if serving_new else None,
-    }
+    return ModeWindow(
+        requests=len(recs),
+        failed=len(failed),
+        failures_by_reason=dict(Counter(r.outcome for r in failed)),
+        started_during=len([r for r in recs if t0 <= r.due <= wend]),
+        during_p99_ms=round(percentile(during, 99) / 1e6, 2) if during else None,
+        during_max_ms=round(max(during) / 1e6, 2) if during else None,
+        baseline_p99_ms=round(base_p99 / 1e6, 3),
+        disturbed_ms=round(window / 1e6, 1),
+        new_version_seen=serving_new is not None,
+        new_serving_after_ms=round((serving_new - t0) / 1e6, 1) if serving_new else None,
+    )
 
 
-def analyze_slow(recs: list[LoadRecord]) -> dict[str, Any]:
+def analyze_slow(recs: list[LoadRecord]) -> SlowOutcome:
     lat = [r.latency for r in recs]
-    return {
-        "requests": len(recs),
-        "failed": len([r for r in recs if r.outcome != "ok"]),
-        "failures_by_reason": dict(Counter(r.outcome for r in recs if r.outcome != "ok")),
-        "max_ms": round(max(lat) / 1e6, 1) if lat else None,
-        "answered_by": sorted({r.version for r in recs if r.outcome == "ok"}),
-    }
+    return SlowOutcome(
+        requests=len(recs),
+        failed=len([r for r in recs if r.outcome != "ok"]),
+        failures_by_reason=dict(Counter(r.outcome for r in recs if r.outcome != "ok")),
+        max_ms=round(max(lat) / 1e6, 1) if lat else None,
+        answered_by=sorted({r.version for r in recs if r.outcome == "ok"}),
+    )
 
 
 def restart(m: Machine, unit: str) -> tuple[int, int]:
@@ -188,7 +189,7 @@ def swap_variant(m: Machine, variant: str) -> tuple[str, str]:
     return cur, new
 
 
-def upgrade_run(m: Machine, variant: str, slow: bool, rnd: int, a: argparse.Namespace) -> Run:
+def upgrade_run(m: Machine, variant: str, slow: bool, rnd: int, a: argparse.Namespace) -> OpenRun:
     """One restart under the open-loop load of bench/loadgen (every request
     recorded), optionally with slow requests in flight."""
     v = VARIANTS[variant]
@@ -217,24 +218,20 @@ def upgrade_run(m: Machine, variant: str, slow: bool, rnd: int, a: argparse.Name
         raise RuntimeError(f"loadgen failed ({box.get('rc')}): {box.get('out')}")
     meta, recs = read_records(Path(f"/proc/{m.leader}/root{rec_file}"))
     m.execute(f"rm -f {rec_file}")
-    res: Run = {
-        "variant": variant,
-        "load": "open+slow" if slow else "open",
-        "round": rnd,
-        "from": cur,
-        "to": new,
-        "restart_cmd_ms": round((t1 - t0) / 1e6, 1),
-        "modes": {},
-        "loadgen": meta,
-    }
-    for mode in modes.split(","):
-        res["modes"][mode] = analyze_mode([r for r in recs if r.mode == mode], t0, t1, new)
-    if slow:
-        res["slow"] = analyze_slow([r for r in recs if r.mode == "slow"])
-    return res
+    return OpenRun(
+        variant=variant,
+        load="open+slow" if slow else "open",
+        round=rnd,
+        from_version=cur,
+        to_version=new,
+        restart_cmd_ms=round((t1 - t0) / 1e6, 1),
+        modes={mode: analyze_mode([r for r in recs if r.mode == mode], t0, t1, new) for mode in modes.split(",")},
+        loadgen=meta,
+        slow=analyze_slow([r for r in recs if r.mode == "slow"]) if slow else None,
+    )
 
 
-def wrk_run(m: Machine, variant: str, rnd: int, a: argparse.Namespace) -> Run:
+def wrk_run(m: Machine, variant: str, rnd: int, a: argparse.Namespace) -> WrkRun:
     """One restart under saturating keep-alive load: wrk -c16 (the host's
     wrk, in the guest's network namespace), the way such restarts are
     commonly measured. wrk only counts, so this gives failures, not
@@ -274,22 +271,22 @@ def wrk_run(m: Machine, variant: str, rnd: int, a: argparse.Namespace) -> Run:
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if not requests or not rps:
         raise RuntimeError(f"cannot read wrk output:\n{out}")
-    return {
-        "variant": variant,
-        "load": "wrk",
-        "round": rnd,
-        "from": cur,
-        "to": new,
-        "restart_cmd_ms": round((t1 - t0) / 1e6, 1),
-        "requests": int(requests.group(1)),
-        "rps": float(rps.group(1)),
-        "socket_errors": {k: errs.get(k, 0) for k in ("connect", "read", "write", "timeout")},
-        "non2xx": non2xx,
+    return WrkRun(
+        variant=variant,
+        load="wrk",
+        round=rnd,
+        from_version=cur,
+        to_version=new,
+        restart_cmd_ms=round((t1 - t0) / 1e6, 1),
+        requests=int(requests.group(1)),
+        rps=float(rps.group(1)),
+        socket_errors={k: errs.get(k, 0) for k in ("connect", "read", "write", "timeout")},
+        non2xx=non2xx,
         # Requests sent that got no answer (read), timed out, or got an
         # error status; refused reconnects (connect/write) are attempts
         # wrk retries at once, counted apart.
-        "lost": errs.get("read", 0) + errs.get("timeout", 0) + non2xx,
-    }
+        lost=errs.get("read", 0) + errs.get("timeout", 0) + non2xx,
+    )
 
 
 # Options whose removal makes systemd's start of hitless.service measurably
@@ -335,7 +332,23 @@ def start_latency(m: Machine, n: int) -> dict[str, list[float]]:
     return res
 
 
-def upgrade_under_load(a: argparse.Namespace, paths: Paths, results: dict[str, Any]) -> None:
+def log_run(r: OpenRun | WrkRun, rounds: int, conns: int) -> None:
+    head = f"upgrade {r.round + 1}/{rounds} {r.variant:18}"
+    if isinstance(r, WrkRun):
+        log(
+            f"{head} wrk -c{conns}: restart {r.restart_cmd_ms} ms | {r.requests} requests, lost {r.lost}, "
+            f"socket errors {r.socket_errors}, non-2xx {r.non2xx}"
+        )
+        return
+    summ = "  ".join(
+        f"{k}: {v.failed} failed, max {v.during_max_ms} ms, window {v.disturbed_ms} ms" for k, v in r.modes.items()
+    )
+    if r.slow:
+        summ += f"  slow: {r.slow.failed} failed, by {r.slow.answered_by}"
+    log(f"{head} {r.load:9} restart {r.restart_cmd_ms} ms | {summ} | other jobs {r.other_cores:.2f} cores")
+
+
+def upgrade_under_load(a: argparse.Namespace, paths: Paths) -> UpgradeResults:
     problems = preflight()
     if problems:
         raise CannotRun("cannot run containers: " + "; ".join(problems))
@@ -346,7 +359,7 @@ def upgrade_under_load(a: argparse.Namespace, paths: Paths, results: dict[str, A
         systemd_version = m.succeed("systemctl --version | head -n 1").strip()
         h2 = {name: h2c_served(m, v.port) for name, v in VARIANTS.items()}
         log(f"cleartext HTTP/2 served: {h2}")
-        runs: list[Run] = []
+        runs: list[OpenRun | WrkRun] = []
         repeats = 0
         names = list(VARIANTS)
         for rnd in range(a.rounds):
@@ -354,54 +367,36 @@ def upgrade_under_load(a: argparse.Namespace, paths: Paths, results: dict[str, A
                 order = names[rnd % len(names) :] + names[: rnd % len(names)]
                 for variant in order:
 
-                    def attempt(variant: str = variant, load: str = load, rnd: int = rnd) -> tuple[list[Run], float]:
+                    def attempt(variant: str = variant, load: str = load, rnd: int = rnd) -> list[OpenRun | WrkRun]:
                         f = Foreign()
-                        r = (
+                        r: OpenRun | WrkRun = (
                             wrk_run(m, variant, rnd, a)
                             if load == "wrk"
                             else upgrade_run(m, variant, load == "open+slow", rnd, a)
                         )
-                        r["other_cores"] = f.cores()
-                        return [r], r["other_cores"]
+                        r.other_cores = f.cores()
+                        return [r]
 
                     got, n = retried(f"upgrade {rnd + 1}/{a.rounds} {variant} {load}", a, attempt)
-                    r = got[0]
                     repeats += n
-                    if load == "wrk":
-                        log(
-                            f"upgrade {rnd + 1}/{a.rounds} {variant:18} wrk -c{a.conns}: "
-                            f"restart {r['restart_cmd_ms']} ms | {r['requests']} requests, lost {r['lost']}, "
-                            f"socket errors {r['socket_errors']}, non-2xx {r['non2xx']}"
-                        )
-                    else:
-                        summ = "  ".join(
-                            f"{k}: {v['failed']} failed, max {v['during_max_ms']} ms, window {v['disturbed_ms']} ms"
-                            for k, v in r["modes"].items()
-                        )
-                        if "slow" in r:
-                            summ += f"  slow: {r['slow']['failed']} failed, by {r['slow']['answered_by']}"
-                        log(
-                            f"upgrade {rnd + 1}/{a.rounds} {variant:18} {load:9} "
-                            f"restart {r['restart_cmd_ms']} ms | {summ} | other jobs {r['other_cores']:.2f} cores"
-                        )
-                    runs.append(r)
+                    log_run(got[0], a.rounds, a.conns)
+                    runs.append(got[0])
         starts = start_latency(m, a.start_runs)
-        results["upgrade"] = {
-            "start_ms": starts,
-            "params": {
-                "rate_per_mode": a.rate,
-                "keepalive_conns": a.conns,
-                "seconds": a.upgrade_seconds,
-                "slow_count": a.slow_count,
-                "slow_ms": a.slow_ms,
-                "rounds": a.rounds,
-                "wrk_seconds": a.wrk_seconds,
-                "systemd": systemd_version,
-                "restart_after_s": 2.0,
-                "slow_sent_after_s": 1.0,
-            },
-            "h2c_served": h2,
-            "runs": runs,
-            "repeated_for_noise": repeats,
-        }
-        results["meta"]["tools"]["systemd (container)"] = systemd_version
+        return UpgradeResults(
+            start_ms=starts,
+            params=UpgradeParams(
+                rate_per_mode=a.rate,
+                keepalive_conns=a.conns,
+                seconds=a.upgrade_seconds,
+                slow_count=a.slow_count,
+                slow_ms=a.slow_ms,
+                rounds=a.rounds,
+                wrk_seconds=a.wrk_seconds,
+                systemd=systemd_version,
+                restart_after_s=2.0,
+                slow_sent_after_s=1.0,
+            ),
+            h2c_served=h2,
+            runs=runs,
+            repeated_for_noise=repeats,
+        )

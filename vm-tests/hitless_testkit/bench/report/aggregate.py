@@ -70,8 +70,8 @@ def upgrade_groups(res: Results) -> Groups:
                 k["reasons"].append((reason, n))
         k = g[(r["variant"], r["load"], "*")]
         k["restart_ms"].append(r["restart_cmd_ms"])
-        if "slow" in r:
+        if r.get("slow"):
             k["slow_failed"].append(r["slow"]["failed"])
             k["slow_max"].append(r["slow"]["max_ms"])
-            k["slow_on_old"].append(r["slow"]["answered_by"] == [r["from"]])
+            k["slow_on_old"].append(r["slow"]["answered_by"] == [r["from_version"]])
     return g

@@ -58,7 +58,7 @@ def report(res: Results, png_name: str | None) -> str:
 
 def machine_section(res: Results) -> str:
     meta = res["meta"]
-    q = meta.get("quiet_check", {})
+    q = meta.get("quiet_check") or {}
     t = meta.get("tools", {})
     lines = [
         "## Machine and load",
