@@ -22,8 +22,10 @@ build dependency edges of the `hitless` package (proc macros and build scripts
 included: they generate code that ends up in the binary), dev-dependencies
 excluded, for the target platform only.
 
-Runs on the python3 of EL8 (3.6): standard library only, no newer syntax.
+Runs on the python3 of EL8 (3.6): standard library only, no newer syntax
+(hence typing.List and friends, not list[...] in annotations).
 """
+# ruff: noqa: UP006, UP035
 
 import argparse
 import hashlib
@@ -33,21 +35,21 @@ import re
 import shutil
 import subprocess
 import sys
+from typing import Any, Callable, Dict, Iterable, List, Set
 
 PACKAGE = "hitless"
 LICENSE_FILE = re.compile(r"^(licen[cs]e|copying|copyright|notice|unlicense|patents)", re.I)
 
 
-def host_triple():
-    out = subprocess.check_output([os.environ.get("RUSTC", "rustc"), "-vV"],
-                                  universal_newlines=True)
+def host_triple() -> str:
+    out = subprocess.check_output([os.environ.get("RUSTC", "rustc"), "-vV"], universal_newlines=True)
     for line in out.splitlines():
         if line.startswith("host: "):
-            return line.split(None, 1)[1]
+            return str(line.split(None, 1)[1])
     raise SystemExit("crates.py: cannot tell the host triple from rustc -vV")
 
 
-def metadata(args, platform=True, extra=()):
+def metadata(args: argparse.Namespace, platform: bool = True, extra: Iterable[str] = ()) -> Dict[str, Any]:
     cmd = [args.cargo, "metadata", "--format-version", "1", "--locked"]
     if args.offline:
         cmd.append("--offline")
@@ -55,18 +57,20 @@ def metadata(args, platform=True, extra=()):
         cmd += ["--filter-platform", args.target or host_triple()]
     cmd += list(extra)
     out = subprocess.check_output(cmd, universal_newlines=True)
-    return json.loads(out)
+    meta: Dict[str, Any] = json.loads(out)
+    return meta
 
 
-def bundled(meta):
+def bundled(meta: Dict[str, Any]) -> List[Dict[str, Any]]:
     """Packages reached from PACKAGE over normal and build edges, minus workspace members."""
     packages = {p["id"]: p for p in meta["packages"]}
     nodes = {n["id"]: n for n in meta["resolve"]["nodes"]}
     members = set(meta["workspace_members"])
     roots = [i for i in members if packages[i]["name"] == PACKAGE]
     if len(roots) != 1:
-        raise SystemExit("crates.py: package %r not found in the workspace" % PACKAGE)
-    seen, todo = set(), list(roots)
+        raise SystemExit(f"crates.py: package {PACKAGE!r} not found in the workspace")
+    seen: Set[str] = set()
+    todo = list(roots)
     while todo:
         node = nodes[todo.pop()]
         for dep in node["deps"]:
@@ -74,17 +78,17 @@ def bundled(meta):
             if kinds & {None, "build"} and dep["pkg"] not in seen:
                 seen.add(dep["pkg"])
                 todo.append(dep["pkg"])
-    return sorted((packages[i] for i in seen - members),
-                  key=lambda p: (p["name"], p["version"]))
+    return sorted((packages[i] for i in seen - members), key=lambda p: (p["name"], p["version"]))
 
 
-def manifest_lines(meta):
-    return ["%s v%s" % (p["name"], p["version"]) for p in bundled(meta)]
+def manifest_lines(meta: Dict[str, Any]) -> List[str]:
+    return [f"{p['name']} v{p['version']}" for p in bundled(meta)]
 
 
-def split_and(expr):
+def split_and(expr: str) -> List[str]:
     """Top-level AND terms of an SPDX expression, outer parentheses removed."""
-    terms, depth, start = [], 0, 0
+    terms: List[str] = []
+    depth, start = 0, 0
     for m in re.finditer(r"[()]|\sAND\s", expr):
         tok = m.group(0)
         if tok == "(":
@@ -92,7 +96,7 @@ def split_and(expr):
         elif tok == ")":
             depth -= 1
         elif depth == 0:
-            terms.append(expr[start:m.start()])
+            terms.append(expr[start : m.start()])
             start = m.end()
     terms.append(expr[start:])
     out = []
@@ -104,7 +108,7 @@ def split_and(expr):
     return out
 
 
-def balanced(s):
+def balanced(s: str) -> bool:
     depth = 0
     for c in s:
         depth += {"(": 1, ")": -1}.get(c, 0)
@@ -113,7 +117,7 @@ def balanced(s):
     return depth == 0
 
 
-def normalize(expr):
+def normalize(expr: str) -> List[str]:
     """Canonical top-level AND terms of an SPDX expression: legacy "A/B" means
     "A OR B"; a plain disjunction gets its operands sorted, so "MIT OR
     Apache-2.0" and "Apache-2.0 OR MIT" compare equal."""
@@ -129,36 +133,41 @@ def normalize(expr):
     return terms
 
 
-def spdx(terms):
-    wrap = lambda e: "(%s)" % e if re.search(r"\s(OR|AND|WITH)\s", e) else e
+def spdx(terms: Iterable[str]) -> str:
+    def wrap(e: str) -> str:
+        return f"({e})" if re.search(r"\s(OR|AND|WITH)\s", e) else e
+
     return " AND ".join(wrap(t) for t in terms)
 
 
-def license_tag(meta_all):
-    own = [p for p in meta_all["packages"]
-           if p["name"] == PACKAGE and p["id"] in meta_all["workspace_members"]]
+def license_tag(meta_all: Dict[str, Any]) -> str:
+    own = [p for p in meta_all["packages"] if p["name"] == PACKAGE and p["id"] in meta_all["workspace_members"]]
     own_terms = normalize(own[0]["license"])
-    terms = set()
+    terms: Set[str] = set()
     for p in bundled(meta_all):
         terms.update(normalize(p["license"]))
     return spdx(own_terms + sorted(terms - set(own_terms)))
 
 
-def cmd_manifest(args):
+def cmd_manifest(args: argparse.Namespace) -> None:
     print("\n".join(manifest_lines(metadata(args))))
 
 
-def cmd_license_tag(args):
+def cmd_license_tag(args: argparse.Namespace) -> None:
     print(license_tag(metadata(args)))
 
 
-def vendor_config(vendor_dir):
+def vendor_config(vendor_dir: str) -> List[str]:
     vendor_dir = os.path.abspath(vendor_dir)
-    return ["--config", 'source.crates-io.replace-with="hitless-vendor"',
-            "--config", 'source.hitless-vendor.directory="%s"' % vendor_dir]
+    return [
+        "--config",
+        'source.crates-io.replace-with="hitless-vendor"',
+        "--config",
+        f'source.hitless-vendor.directory="{vendor_dir}"',
+    ]
 
 
-def cmd_filter_vendor(args):
+def cmd_filter_vendor(args: argparse.Namespace) -> None:
     vendor = os.path.abspath(args.vendor_dir)
     cfg = vendor_config(vendor)
     everything = metadata(args, platform=False, extra=cfg)
@@ -188,27 +197,29 @@ def cmd_filter_vendor(args):
         with open(checksum_file, "w") as f:
             json.dump(checksum, f, sort_keys=True)
         stubbed += 1
-    print("crates.py: stubbed %d crates not used on this platform" % stubbed, file=sys.stderr)
+    print(f"crates.py: stubbed {stubbed} crates not used on this platform", file=sys.stderr)
 
 
-def cmd_licenses(args):
+def cmd_licenses(args: argparse.Namespace) -> None:
     meta = metadata(args)
     with open(args.manifest) as f:
-        expected = [l.strip() for l in f if l.strip()]
+        expected = [line.strip() for line in f if line.strip()]
     actual = manifest_lines(meta)
     if expected != actual:
         missing = sorted(set(actual) - set(expected))
         extra = sorted(set(expected) - set(actual))
-        raise SystemExit("crates.py: %s is stale (rebuild the sources with rpm/build):\n"
-                         "  crates built but not listed: %s\n  listed but not built: %s"
-                         % (args.manifest, ", ".join(missing) or "-", ", ".join(extra) or "-"))
+        raise SystemExit(
+            f"crates.py: {args.manifest} is stale (rebuild the sources with rpm/build):\n"
+            f"  crates built but not listed: {', '.join(missing) or '-'}\n"
+            f"  listed but not built: {', '.join(extra) or '-'}"
+        )
     os.makedirs(args.out_dir)
-    rows = []
-    first_copy = {}
+    rows: List[List[str]] = []
+    first_copy: Dict[str, str] = {}
     for p in bundled(meta):
         crate_dir = os.path.dirname(p["manifest_path"])
-        dest = os.path.join(args.out_dir, "%s-%s" % (p["name"], p["version"]))
-        files = []
+        dest = os.path.join(args.out_dir, f"{p['name']}-{p['version']}")
+        files: List[str] = []
         names = sorted(os.listdir(crate_dir))
         if p.get("license_file"):
             names.append(p["license_file"])
@@ -233,20 +244,27 @@ def cmd_licenses(args):
             elif os.path.isdir(src):
                 shutil.copytree(src, os.path.join(dest, base))
                 files.append(base + "/")
-        rows.append((p["name"], p["version"], spdx(normalize(p["license"])),
-                     ", ".join(files) or "(the crate ships no licence file)"))
+        rows.append(
+            [
+                p["name"],
+                p["version"],
+                spdx(normalize(p["license"])),
+                ", ".join(files) or "(the crate ships no licence file)",
+            ]
+        )
     with open(args.summary, "w") as out:
-        out.write("Crates built into /usr/bin/%s (Cargo.lock, %s).\n"
-                  "Their licence files are in bundled-licenses/NAME-VERSION/.\n\n"
-                  % (PACKAGE, args.target or host_triple()))
-        w = max(len("%s %s" % r[:2]) for r in rows)
-        for name, version, lic, files in rows:
-            out.write("%-*s  %s  [%s]\n" % (w, name + " " + version, lic, files))
-    print("crates.py: %d crates, licence files in %s" % (len(rows), args.out_dir), file=sys.stderr)
+        out.write(
+            f"Crates built into /usr/bin/{PACKAGE} (Cargo.lock, {args.target or host_triple()}).\n"
+            "Their licence files are in bundled-licenses/NAME-VERSION/.\n\n"
+        )
+        w = max(len(f"{r[0]} {r[1]}") for r in rows)
+        for name, version, lic, listed in rows:
+            out.write(f"{name + ' ' + version:<{w}}  {lic}  [{listed}]\n")
+    print(f"crates.py: {len(rows)} crates, licence files in {args.out_dir}", file=sys.stderr)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--cargo", default=os.environ.get("CARGO", "cargo"))
     ap.add_argument("--target", help="target triple (default: the host's)")
     ap.add_argument("--offline", action="store_true")
@@ -260,8 +278,12 @@ def main():
     li.add_argument("--out-dir", required=True)
     li.add_argument("--summary", required=True)
     args = ap.parse_args()
-    handlers = {"manifest": cmd_manifest, "license-tag": cmd_license_tag,
-                "filter-vendor": cmd_filter_vendor, "licenses": cmd_licenses}
+    handlers: Dict[str, Callable[[argparse.Namespace], None]] = {
+        "manifest": cmd_manifest,
+        "license-tag": cmd_license_tag,
+        "filter-vendor": cmd_filter_vendor,
+        "licenses": cmd_licenses,
+    }
     if args.cmd not in handlers:
         ap.error("a subcommand is required")
     handlers[args.cmd](args)

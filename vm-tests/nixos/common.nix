@@ -1,17 +1,35 @@
 # What the NixOS VM tests share: the flake's packages for this system, a
 # server node running hitless through the NixOS module the way a user would,
-# and the Python that imports the scenarios the container tests run too
-# (vm-tests/scenarios/hitless_scenarios.py).
+# and the tests' Python package (vm-tests/hitless_testkit: the scenarios the
+# container tests run too), for extraPythonPackages.
 { pkgs, self }:
 
 let
-  packages = self.packages.${pkgs.stdenv.hostPlatform.system};
+  inherit (pkgs) lib;
+  fs = lib.fileset;
 
-  # A directory holding just the module, so it imports under its own name.
-  scenarios = pkgs.writeTextDir "hitless_scenarios.py" (builtins.readFile ../scenarios/hitless_scenarios.py);
+  packages = self.packages.${pkgs.stdenv.hostPlatform.system};
 in
 {
   inherit packages;
+
+  # Built for the Python set the test driver hands to extraPythonPackages,
+  # so the driver imports it and the mypy check of the test script reads
+  # its real code (it ships py.typed).
+  testkit = ps: ps.buildPythonPackage {
+    pname = "hitless-testkit";
+    inherit ((lib.importTOML ../pyproject.toml).project) version;
+    pyproject = true;
+    src = fs.toSource {
+      root = ../.;
+      fileset = fs.unions [
+        ../pyproject.toml
+        (fs.fileFilter (file: file.hasExt "py" || file.name == "py.typed") ../hitless_testkit)
+      ];
+    };
+    build-system = [ ps.setuptools ];
+    pythonImportsCheck = [ "hitless_testkit.scenarios" ];
+  };
 
   server = {
     imports = [ self.nixosModules.default ];
@@ -26,14 +44,4 @@ in
     # every NixOS system).
     environment.systemPackages = [ pkgs.curl ];
   };
-
-  # Imported, not pasted into the test script: the test build type-checks
-  # the script with mypy, and the module is checked by its own tests; the
-  # `type: ignore` keeps mypy from looking for it.
-  importScenarios = ''
-    import sys
-
-    sys.path.insert(0, "${scenarios}")
-    import hitless_scenarios as sc  # type: ignore
-  '';
 }

@@ -14,10 +14,12 @@ pkgs.testers.runNixOSTest {
 
   nodes.machine = common.server;
 
+  extraPythonPackages = ps: [ (common.testkit ps) ];
+
   testScript = ''
     import re
 
-    ${common.importScenarios}
+    from hitless_testkit import scenarios as sc
 
     # The container tests' limit, from the shared scenarios.
     threshold = float(sc.MAX_EXPOSURE)

@@ -19,10 +19,12 @@ pkgs.testers.runNixOSTest {
     environment.systemPackages = [ packages.hitless-probe ];
   };
 
+  extraPythonPackages = ps: [ (common.testkit ps) ];
+
   testScript = ''
     import json
 
-    ${common.importScenarios}
+    from hitless_testkit import scenarios as sc
 
 
     def version_over(curl_args):

@@ -5,7 +5,7 @@
 # mode, every mode saw the versions in order (1.0.0, then 2.0.0, ...), and
 # every switch restarted hitless.service instead of stopping it together
 # with its socket. The scenarios are the container tests' own
-# (vm-tests/scenarios); only the way to install a version is NixOS's.
+# (hitless_testkit.scenarios); only the way to install a version is NixOS's.
 { pkgs, self }:
 
 let
@@ -30,10 +30,12 @@ pkgs.testers.runNixOSTest {
     };
   };
 
+  extraPythonPackages = ps: [ (common.testkit ps) ];
+
   testScript = { nodes, ... }: ''
     import re
 
-    ${common.importScenarios}
+    from hitless_testkit import scenarios as sc
 
     # The system to switch to for each version: the node's own
     # configuration, or its specialisation with the v2 package.
@@ -85,6 +87,6 @@ pkgs.testers.runNixOSTest {
 
     with subtest("the service keeps its socket"):
         info = sc.served(env)
-        assert info["socket_activated"], info
+        assert info.socket_activated, info
   '';
 }

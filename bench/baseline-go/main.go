@@ -1,6 +1,6 @@
-// The "seed design" the benchmark compares hitless against: a minimal Go
-// server written the way the common recipe goes. systemd owns the listening
-// socket (seed.socket) and passes it as fd 3; the server wraps it with
+// The baseline Go server the benchmark compares hitless against: a minimal
+// Go server written the way the common recipe goes. systemd owns the
+// listening socket (baseline-go.socket) and passes it as fd 3; the server wraps it with
 // net.FileListener and serves it with net/http; on SIGTERM it calls
 // http.Server.Shutdown and exits when that returns. The unit is
 // Type=simple (no sd_notify).
@@ -32,11 +32,11 @@ var version = "dev"
 
 func main() {
 	if os.Getenv("LISTEN_FDS") != "1" {
-		log.Fatal("seed-server: expects exactly one socket from systemd (LISTEN_FDS=1)")
+		log.Fatal("baseline-go: expects exactly one socket from systemd (LISTEN_FDS=1)")
 	}
-	ln, err := net.FileListener(os.NewFile(3, "seed.socket"))
+	ln, err := net.FileListener(os.NewFile(3, "baseline-go.socket"))
 	if err != nil {
-		log.Fatalf("seed-server: fd 3: %v", err)
+		log.Fatalf("baseline-go: fd 3: %v", err)
 	}
 
 	mux := http.NewServeMux()
@@ -45,7 +45,7 @@ func main() {
 			http.NotFound(w, r)
 			return
 		}
-		fmt.Fprintf(w, "hello from seed %s (pid %d)\n", version, os.Getpid())
+		fmt.Fprintf(w, "hello from baseline-go %s (pid %d)\n", version, os.Getpid())
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "ok\n")
@@ -72,14 +72,14 @@ func main() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
-			log.Printf("seed-server: shutdown: %v", err)
+			log.Printf("baseline-go: shutdown: %v", err)
 		}
 		close(done)
 	}()
 
-	log.Printf("seed-server %s serving fd 3 (%s)", version, ln.Addr())
+	log.Printf("baseline-go %s serving fd 3 (%s)", version, ln.Addr())
 	if err := srv.Serve(ln); err != http.ErrServerClosed {
-		log.Fatalf("seed-server: %v", err)
+		log.Fatalf("baseline-go: %v", err)
 	}
 	<-done
 }

@@ -19,7 +19,7 @@ the cached, read-only-in-practice root file system) and has a private
 network, so port 8080 never collides with the host or another container.
 Containers are always torn down: Machine is a context manager, `shutdown()`
 is idempotent, SIGINT/SIGTERM raise through the `with` block
-(install_signal_handlers), and nspawn gets SIGTERM if the driver process dies
+(log.install_signal_handlers), and nspawn gets SIGTERM if the driver process dies
 (PR_SET_PDEATHSIG).
 
 Standard library only.
@@ -29,17 +29,21 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import itertools
 import os
 import shlex
 import signal
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from types import TracebackType
+
+from .errors import Failure
+from .log import log
 
 GUEST_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -50,15 +54,10 @@ GUEST_ENV = {
     "SYSTEMD_COLORS": "0",
 }
 
-_T0 = time.monotonic()
 _names = itertools.count(1)
 
 
-def log(msg: str) -> None:
-    print(f"[{time.monotonic() - _T0:8.2f}s] {msg}", flush=True)
-
-
-class MachineError(Exception):
+class MachineError(Failure):
     """A command or wait in the guest failed."""
 
 
@@ -76,19 +75,6 @@ def subtest(name: str) -> Iterator[None]:
     log(f"=== subtest ok ({time.monotonic() - t0:.1f}s): {name}")
 
 
-class Interrupted(BaseException):
-    """SIGINT/SIGTERM reached the driver; unwinds through every `with`."""
-
-
-def install_signal_handlers() -> None:
-    def handler(signum, _frame):
-        raise Interrupted(f"got signal {signal.Signals(signum).name}")
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGHUP, handler)
-
-
 _PR_SET_PDEATHSIG = 1
 
 
@@ -104,24 +90,27 @@ def _die_with_parent() -> None:
 
 
 class Machine:
-    def __init__(self, rootfs: Path, name: str | None = None, log_dir: Path | None = None,
-                 boot_timeout: float = 60.0) -> None:
+    def __init__(
+        self, rootfs: Path, name: str | None = None, log_dir: Path | None = None, boot_timeout: float = 60.0
+    ) -> None:
         self.rootfs = Path(rootfs)
         self.name = name or f"hitless-{os.getpid()}-{next(_names)}"
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="hitless-vm-"))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.console_log = self.log_dir / f"{self.name}.console.log"
         self.boot_timeout = boot_timeout
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.leader: int | None = None
 
     # --- lifecycle ----------------------------------------------------------
 
-    def __enter__(self) -> "Machine":
+    def __enter__(self) -> Machine:
         self.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.shutdown()
 
     def is_up(self) -> bool:
@@ -150,10 +139,15 @@ class Machine:
             "--kill-signal=SIGRTMIN+3",
         ]
         log(f"{self.name}: starting container ({self.rootfs.name})")
-        out = open(self.console_log, "wb")
-        self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        preexec_fn=_die_with_parent)
-        out.close()
+        with open(self.console_log, "wb") as out:
+            self.process = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                # Before any thread of ours runs (Machine is started first).
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
         try:
             self.leader = self._find_leader()
             self._wait_booted()
@@ -170,8 +164,7 @@ class Machine:
         deadline = time.monotonic() + self.boot_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise MachineError(f"systemd-nspawn exited with {self.process.returncode} "
-                                   f"(see {self.console_log})")
+                raise MachineError(f"systemd-nspawn exited with {self.process.returncode} (see {self.console_log})")
             for pid in _children(self.process.pid):
                 nspid = _status_field(pid, "NSpid")
                 if nspid and nspid.split()[-1] == "1":
@@ -184,13 +177,18 @@ class Machine:
         while True:
             # Waits for the boot job to finish; "degraded" is a finished
             # boot too (and is reported by wait_for_unit on what matters).
-            rc, out = self.execute("systemctl is-system-running --wait 2>/dev/null", check_output=True,
-                                   timeout=max(1.0, deadline - time.monotonic()))
+            rc, out = self.execute(
+                "systemctl is-system-running --wait 2>/dev/null",
+                check_output=True,
+                timeout=max(1.0, deadline - time.monotonic()),
+            )
             state = out.strip()
             if state in ("running", "degraded"):
                 if state == "degraded":
-                    log(f"{self.name}: boot finished degraded: "
-                        + self.execute("systemctl --failed --no-legend --plain")[1].strip())
+                    log(
+                        f"{self.name}: boot finished degraded: "
+                        + self.execute("systemctl --failed --no-legend --plain")[1].strip()
+                    )
                 return
             if time.monotonic() > deadline:
                 raise MachineError(f"{self.name}: boot did not finish (state {state!r})")
@@ -239,21 +237,32 @@ class Machine:
             raise MachineError(f"{self.name} is not running")
         return ["nsenter", f"--target={self.leader}", "--all", "--"]
 
-    def execute(self, command: str, check_return: bool = True, check_output: bool = True,
-                timeout: float | None = 900, stdin: bytes | None = None) -> tuple[int, str]:
+    def execute(
+        self,
+        command: str,
+        check_return: bool = True,
+        check_output: bool = True,
+        timeout: float | None = 900,
+        stdin: bytes | None = None,
+    ) -> tuple[int, str]:
         """Run `command` with bash in the guest; return (exit status, stdout).
         stderr is passed through to our stderr, as the NixOS driver logs it."""
         env_args = [f"{k}={v}" for k, v in GUEST_ENV.items()]
-        argv = self._nsenter() + ["/usr/bin/env", "-i", *env_args, "/bin/bash", "-c", command]
-        p = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=None, start_new_session=True)
+        argv = [*self._nsenter(), "/usr/bin/env", "-i", *env_args, "/bin/bash", "-c", command]
+        p = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            start_new_session=True,
+        )
         try:
             out, _ = p.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
             p.communicate()
-            raise MachineError(f"{self.name}: command timed out after {timeout}s: {command}")
+            raise MachineError(f"{self.name}: command timed out after {timeout}s: {command}") from None
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
@@ -290,8 +299,7 @@ class Machine:
             if rc == 0:
                 return out
             if time.monotonic() > deadline:
-                raise MachineError(f"{self.name}: `{command}` did not succeed within {timeout}s; "
-                                   f"last output:\n{out}")
+                raise MachineError(f"{self.name}: `{command}` did not succeed within {timeout}s; last output:\n{out}")
             time.sleep(0.2)
 
     def wait_until_fails(self, command: str, timeout: int = 900) -> str:
@@ -319,7 +327,7 @@ class Machine:
         rc, out = self.systemctl(f"--no-pager show {shlex.quote(unit)}", user)
         if rc != 0:
             raise MachineError(f"{self.name}: cannot get info for {unit} (exit {rc})")
-        info = {}
+        info: dict[str, str] = {}
         for line in out.splitlines():
             k, sep, v = line.partition("=")
             if sep:
@@ -350,8 +358,7 @@ class Machine:
                 return
             if state == "failed":
                 self.dump_journal(unit)
-                raise MachineError(f"{self.name}: unit {unit} reached state failed "
-                                   f"(Result={info.get('Result')})")
+                raise MachineError(f"{self.name}: unit {unit} reached state failed (Result={info.get('Result')})")
             if state == "inactive":
                 _, jobs = self.systemctl("list-jobs --full 2>&1", user)
                 if "No jobs" in jobs:
@@ -364,10 +371,11 @@ class Machine:
 
     def _port_cmd(self, port: int, addr: str | None) -> str:
         # Listening sockets only; no connection is made (see module docs).
-        flt = f"sport = :{int(port)}"
         # grep without -q reads all of its input: no SIGPIPE for ss under pipefail.
-        return f"ss -Hltn {shlex.quote(flt)} | grep . >/dev/null" if addr in (None, "localhost") else \
-            f"ss -Hltn {shlex.quote(flt)} | grep -F {shlex.quote(addr + ':')} >/dev/null"
+        ss = f"ss -Hltn {shlex.quote(f'sport = :{int(port)}')}"
+        if addr is None or addr == "localhost":
+            return f"{ss} | grep . >/dev/null"
+        return f"{ss} | grep -F {shlex.quote(addr + ':')} >/dev/null"
 
     def wait_for_open_port(self, port: int, addr: str | None = "localhost", timeout: int = 900) -> None:
         self.wait_until_succeeds(self._port_cmd(port, addr), timeout=timeout)
@@ -377,8 +385,9 @@ class Machine:
 
     def journal(self, *units: str, lines: int = 200) -> str:
         sel = " ".join(f"--unit={shlex.quote(u)}" for u in units)
-        _, out = self.execute(f"journalctl --no-pager --output=short-monotonic {sel} | tail -n {int(lines)}",
-                              timeout=30)
+        _, out = self.execute(
+            f"journalctl --no-pager --output=short-monotonic {sel} | tail -n {int(lines)}", timeout=30
+        )
         return out
 
     def dump_journal(self, *units: str, lines: int = 200) -> None:
@@ -392,19 +401,20 @@ class Machine:
 
     # --- files --------------------------------------------------------------
 
-    def copy_from_host(self, source: str | os.PathLike, target: str) -> None:
+    def copy_from_host(self, source: str | os.PathLike[str], target: str) -> None:
         """Copy a file or directory from the host to `target` in the guest
         (created or replaced), keeping its mode."""
         source = Path(source)
         log(f"{self.name}: copy {source} -> {target}")
-        import io
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             tar.add(str(source), arcname="x")
         tq = shlex.quote(target)
         # Unpack next to the target, then rename into place.
-        cmd = (f"set -e; d=$(dirname {tq}); mkdir -p \"$d\"; t=$(mktemp -d \"$d/.copy.XXXXXX\"); "
-               f"tar -C \"$t\" -xf - --no-same-owner; rm -rf {tq}; mv \"$t/x\" {tq}; rmdir \"$t\"")
+        cmd = (
+            f'set -e; d=$(dirname {tq}); mkdir -p "$d"; t=$(mktemp -d "$d/.copy.XXXXXX"); '
+            f'tar -C "$t" -xf - --no-same-owner; rm -rf {tq}; mv "$t/x" {tq}; rmdir "$t"'
+        )
         rc, _ = self.execute(cmd, stdin=buf.getvalue(), timeout=120)
         if rc != 0:
             raise MachineError(f"{self.name}: copy of {source} to {target} failed (exit {rc})")
@@ -441,12 +451,3 @@ def preflight() -> list[str]:
         if not any(os.access(os.path.join(d, tool), os.X_OK) for d in os.environ.get("PATH", "").split(":")):
             problems.append(f"{tool} not found")
     return problems
-
-
-if __name__ == "__main__":
-    # Smoke test: boot, run a command, tear down.
-    sys.path.insert(0, str(Path(__file__).parent))
-    from rootfs import ensure_rootfs
-    install_signal_handlers()
-    with Machine(ensure_rootfs()) as m:
-        print(m.succeed("systemctl is-system-running; uname -a; cat /etc/debian_version"))

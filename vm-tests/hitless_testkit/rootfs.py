@@ -1,5 +1,6 @@
 """Debian 12 root file system for the container tests, built with debootstrap
-and cached outside the git tree.
+and cached outside the git tree (HITLESS_VM_CACHE, default
+/var/cache/hitless-vm-tests).
 
 The cache key is a hash of the recipe (suite, mirror, variant, packages and
 the setup steps below), so changing any of them builds a new tree and an
@@ -8,12 +9,12 @@ directory next to the cache entry and is renamed into place only when it is
 complete, under a lock, so an interrupted or concurrent build never leaves a
 half-made tree that a later run would trust.
 
-Standard library only (the NixOS test driver has no third-party packages
-either, and the scenarios must run there too).
+    python3 -m hitless_testkit.rootfs [--prune]   build if needed, print the path
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -22,7 +23,11 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import EXIT_CANNOT_RUN, CannotRun
+from .log import die, log
 
 DEFAULT_CACHE = Path(os.environ.get("HITLESS_VM_CACHE", "/var/cache/hitless-vm-tests"))
 DEFAULT_MIRROR = os.environ.get("HITLESS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -34,7 +39,7 @@ DEFAULT_MIRROR = os.environ.get("HITLESS_DEBIAN_MIRROR", "http://deb.debian.org/
 #   curl: the scenarios poke the service by hand (curl -sf ...);
 #   iproute2: `ss` for wait_for_open_port;
 #   procps: `pgrep`/`ps` when a scenario needs a pid;
-#   rpm: the RPM tests (issue 4) install the package inside this guest.
+#   rpm: the RPM tests install the package inside this guest.
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "curl", "iproute2", "procps", "rpm")
 
 # Units that only add noise or delay to a throwaway test container.
@@ -51,33 +56,40 @@ MASKED_UNITS = (
 SETUP_REVISION = 1
 
 
-def recipe(suite: str = "bookworm", mirror: str = DEFAULT_MIRROR,
-           extra_packages: tuple[str, ...] = ()) -> dict:
-    return {
-        "suite": suite,
-        "mirror": mirror,
-        "variant": "minbase",
-        "packages": sorted(set(PACKAGES) | set(extra_packages)),
-        "masked": sorted(MASKED_UNITS),
-        "setup_revision": SETUP_REVISION,
-    }
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the content of the tree; its hash names it."""
+
+    suite: str
+    mirror: str
+    variant: str
+    packages: list[str]
+    masked: list[str]
+    setup_revision: int
+
+    def digest(self) -> str:
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def recipe_hash(r: dict) -> str:
-    return hashlib.sha256(json.dumps(r, sort_keys=True).encode()).hexdigest()[:16]
+def recipe(suite: str = "bookworm", mirror: str = DEFAULT_MIRROR, extra_packages: tuple[str, ...] = ()) -> Recipe:
+    return Recipe(
+        suite=suite,
+        mirror=mirror,
+        variant="minbase",
+        packages=sorted(set(PACKAGES) | set(extra_packages)),
+        masked=sorted(MASKED_UNITS),
+        setup_revision=SETUP_REVISION,
+    )
 
 
-def log(msg: str) -> None:
-    print(f"[rootfs] {msg}", file=sys.stderr, flush=True)
-
-
-def setup(root: Path, r: dict) -> None:
+def setup(root: Path, r: Recipe) -> None:
     """Make the fresh debootstrap tree a quiet, bootable container image."""
     (root / "etc/hostname").write_text("hitless-test\n")
     # An empty machine-id makes systemd generate a transient one at each boot
     # (so every container gets its own) without trying to commit it.
     (root / "etc/machine-id").write_text("")
-    for unit in r["masked"]:
+    for unit in r.masked:
         link = root / "etc/systemd/system" / unit
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():
@@ -90,14 +102,22 @@ def setup(root: Path, r: dict) -> None:
     # No apt caches in the image.
     shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
     (root / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
-    (root / "etc/hitless-test-recipe.json").write_text(json.dumps(r, indent=2, sort_keys=True) + "\n")
+    (root / "etc/hitless-test-recipe.json").write_text(
+        json.dumps(dataclasses.asdict(r), indent=2, sort_keys=True) + "\n"
+    )
 
 
-def ensure_rootfs(cache: Path = DEFAULT_CACHE, extra_packages: tuple[str, ...] = (),
-                  suite: str = "bookworm", mirror: str = DEFAULT_MIRROR) -> Path:
-    """Return the path of a ready root file system, building it if needed."""
+def ensure_rootfs(
+    cache: Path = DEFAULT_CACHE,
+    extra_packages: tuple[str, ...] = (),
+    suite: str = "bookworm",
+    mirror: str = DEFAULT_MIRROR,
+) -> Path:
+    """Return the path of a ready root file system, building it if needed.
+    Raises CannotRun without debootstrap or when its build fails (no
+    network, no mirror): the tests cannot run then."""
     r = recipe(suite, mirror, extra_packages)
-    h = recipe_hash(r)
+    h = r.digest()
     cache.mkdir(parents=True, exist_ok=True)
     final = cache / f"rootfs-{suite}-{h}"
     if (final / ".complete").exists():
@@ -107,22 +127,21 @@ def ensure_rootfs(cache: Path = DEFAULT_CACHE, extra_packages: tuple[str, ...] =
         if (final / ".complete").exists():  # somebody else built it meanwhile
             return final
         if shutil.which("debootstrap") is None:
-            raise RuntimeError("debootstrap not found: apt-get install debootstrap")
+            raise CannotRun("debootstrap not found: apt-get install debootstrap")
         tmp = cache / f".build-{h}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(final, ignore_errors=True)
         log(f"building {final} (recipe {h}); this takes a few minutes once")
         t0 = time.monotonic()
-        cmd = ["debootstrap", f"--variant={r['variant']}",
-               "--include=" + ",".join(r["packages"]), suite, str(tmp), mirror]
+        cmd = ["debootstrap", f"--variant={r.variant}", "--include=" + ",".join(r.packages), suite, str(tmp), mirror]
         buildlog = cache / f"build-{h}.log"
         with open(buildlog, "w") as out:
-            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False)
         if proc.returncode != 0:
             tail = buildlog.read_text(errors="replace").splitlines()[-30:]
             shutil.rmtree(tmp, ignore_errors=True)
-            raise RuntimeError(f"debootstrap failed ({proc.returncode}); last lines of {buildlog}:\n"
-                               + "\n".join(tail))
+            log(f"debootstrap failed; last lines of {buildlog}:\n" + "\n".join(tail))
+            raise CannotRun(f"debootstrap failed with exit status {proc.returncode} (log: {buildlog})")
         setup(tmp, r)
         (tmp / ".complete").write_text(h + "\n")
         tmp.rename(final)
@@ -141,10 +160,17 @@ def prune(cache: Path = DEFAULT_CACHE, keep: Path | None = None) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-if __name__ == "__main__":
-    # rootfs.py            build (if needed) and print the path
-    # rootfs.py --prune    also delete cached trees of other recipes
-    path = ensure_rootfs()
+def main() -> int:
+    try:
+        path = ensure_rootfs()
+    except CannotRun as e:
+        die(f"rootfs: cannot run: {e}")
+        return EXIT_CANNOT_RUN
     if "--prune" in sys.argv[1:]:
         prune(keep=path)
     print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+module hitless.invalid/bench/baseline-go
+
+go 1.19

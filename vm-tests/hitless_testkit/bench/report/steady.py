@@ -1,0 +1,90 @@
+"""Section 1: steady state, hitless against nginx."""
+
+from __future__ import annotations
+
+from .aggregate import paired_ratios, steady_groups, steady_modes, steady_name
+from .common import Results, fmt, mib, must_med, num
+
+
+def steady_section(res: Results) -> str:
+    p = res["steady"]["params"]
+    sg = steady_groups(res)
+    o = ["## 1. Steady state: hitless vs nginx", ""]
+    o.append(
+        f"Each server gets one core (`taskset -c {p['server_cpu']}`; hitless' runtime then starts one worker "
+        f"thread, nginx has `worker_processes 1`), the load generator the other (`taskset -c {p['client_cpu']}`). "
+        f"{p['rounds']} runs of {p['seconds']:g} s per server and mode, after a 1 s warm-up. hitless serves "
+        f'`{p["paths"]["hitless"]}` (`ok`), nginx `return 200 "ok\\n"` (bench/nginx.conf, access log off, '
+        "no keep-alive request cap)."
+    )
+    o.append("")
+    o.append(
+        f"- keep-alive: `wrk -t1 -c{p['wrk_conns']}`; new connection per request: the same with "
+        f"`-H 'Connection: close'`; HTTP/2: `h2load -t1 -c{p['h2_conns']} -m{p['h2_streams']}` "
+        f"(cleartext, prior knowledge; percentiles from its per-request log), and over one connection "
+        f"`h2load -t1 -c1 -m{p.get('h2_1conn_streams', 100)}` (everything multiplexed, as behind a proxy). "
+        "The HTTP/2 ratio depends on the connection count (nginx loses more than hitless as connections are "
+        "added), so both are shown."
+    )
+    o.append(
+        "- server CPU per request = (utime + stime of the server's processes over the run, from "
+        '`/proc/PID/stat`) / requests completed. "core busy" is that CPU time over the run\'s wall time: '
+        "below 100 % the load generator, not the server, was the bottleneck, and req/s compares the clients "
+        "as much as the servers; CPU per request is then the fairer comparison."
+    )
+    o.append("")
+    o.append(
+        "| mode | server | req/s | hitless / nginx (paired by run) | p50 ms | p99 ms | server CPU µs/req "
+        "| of which user / kernel | server core busy | errors |"
+    )
+    o.append("|---|---|---|---|---|---|---|---|---|---|")
+    for mode in steady_modes(res):
+        for srv in ("hitless", "nginx"):
+            k = sg[(srv, mode)]
+            ratio = fmt(paired_ratios(res, mode), 2, "×") if srv == "hitless" else ""
+            o.append(
+                f"| {steady_name(res, mode)} | {srv} | {fmt(k['rps'])} | {ratio} | {fmt(k['p50_ms'], 3)} | "
+                f"{fmt(k['p99_ms'], 2)} | {fmt(k['us_per_req'], 1)} | "
+                f"{num(must_med(k['user_us_per_req']), 1)} / {num(must_med(k['sys_us_per_req']), 1)} | "
+                f"{fmt([x * 100 for x in k['server_core_busy']])} % | {sum(k['errors'])} |"
+            )
+    o.append("")
+    for mode in steady_modes(res):
+        hp, np_ = must_med(sg[("hitless", mode)]["p99_ms"]), must_med(sg[("nginx", mode)]["p99_ms"])
+        if hp and np_ and hp > 3 * np_:
+            o.append(
+                f"Note the latency tail of hitless in {steady_name(res, mode)}: p99 {hp:.1f} ms against nginx's "
+                f"{np_:.1f} ms, while its p50 is {must_med(sg[('hitless', mode)]['p50_ms']):.2f} ms against "
+                f"{must_med(sg[('nginx', mode)]['p50_ms']):.2f} ms: at full load on one worker thread some "
+                "requests wait much longer than the rest (cause not investigated here)."
+            )
+            o.append("")
+    cpu_ratios = {
+        m: must_med(
+            [h / n for h, n in zip(sg[("hitless", m)]["us_per_req"], sg[("nginx", m)]["us_per_req"], strict=False)]
+        )
+        for m in steady_modes(res)
+    }
+    o.append(
+        "Server CPU per request, hitless relative to nginx: "
+        + ", ".join(f"{steady_name(res, m)} {cpu_ratios[m]:.2f}×" for m in steady_modes(res))
+        + " (below 1 = hitless cheaper). "
+        "Turned around, the requests one fully used core would serve (10⁶ / µs per request): "
+        + ", ".join(
+            f"{steady_name(res, m)} hitless {num(1e6 / must_med(sg[('hitless', m)]['us_per_req']))} vs nginx "
+            f"{num(1e6 / must_med(sg[('nginx', m)]['us_per_req']))} "
+            f"({must_med(sg[('nginx', m)]['us_per_req']) / must_med(sg[('hitless', m)]['us_per_req']):.2f}×)"
+            for m in steady_modes(res)
+        )
+        + "."
+    )
+    o.append("")
+    rss = res["steady"].get("rss_kb", {})
+    if rss:
+        o.append(
+            "Memory during these runs (VmHWM, all processes of the server): "
+            + "; ".join(f"{k}: idle {mib(v['idle'])}, peak {mib(v['peak'])}" for k, v in rss.items())
+            + "."
+        )
+        o.append("")
+    return "\n".join(o)

@@ -1,0 +1,47 @@
+"""Putting hitless into a guest the way a package manager does: unit files
+into the vendor unit directory, binaries into a store of versions, and an
+upgrade that renames the new binary over the old one."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+
+from .nspawn import Machine
+
+UNIT_DIR = "/usr/lib/systemd/system"
+"""Where packages put unit files (systemd.unit(5): the vendor directory)."""
+STORE = "/usr/local/lib/hitless-versions"
+"""Where the guest keeps every version's binary, as `<name>-<version>`."""
+PROBE = "/usr/local/bin/hitless-probe"
+
+
+def install_units(m: Machine, units_dir: Path, names: Iterable[str]) -> None:
+    """Copy the unit files `names` from `units_dir` into UNIT_DIR (no
+    daemon-reload: the caller does it once after everything is in place)."""
+    for name in names:
+        m.copy_from_host(units_dir / name, f"{UNIT_DIR}/{name}")
+
+
+def copy_versions(m: Machine, binaries: Mapping[str, Path], name: str = "hitless", store: str = STORE) -> None:
+    """Copy each version's binary to `<store>/<name>-<version>`."""
+    for version, path in binaries.items():
+        m.copy_from_host(path, f"{store}/{name}-{version}")
+
+
+def install_probe(m: Machine, probe: Path) -> None:
+    m.copy_from_host(probe, PROBE)
+
+
+def swap_binary(
+    m: Machine, version: str, target: str = "/usr/bin/hitless", name: str = "hitless", store: str = STORE
+) -> None:
+    """Replace `target` with `<store>/<name>-<version>` the way a package
+    manager does: write the new file under a temporary name beside it, then
+    rename it over the old one. A running process keeps its inode, so it is
+    undisturbed until it is restarted."""
+    t = PurePosixPath(target)
+    tmp = shlex.quote(str(t.with_name(f".{t.name}.new")))
+    src = shlex.quote(f"{store}/{name}-{version}")
+    m.succeed(f"install -m 0755 {src} {tmp} && mv -f {tmp} {shlex.quote(target)}")

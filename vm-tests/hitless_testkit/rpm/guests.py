@@ -1,0 +1,207 @@
+"""The package in systemd containers: one acting as EL8 (no
+systemd-update-helper), one as EL9 (a stand-in helper and systemd's RPM
+file triggers, rpm/tests/)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import time
+from pathlib import Path
+
+from .. import scenarios as sc
+from ..install import install_probe
+from ..log import log
+from ..nspawn import Machine, preflight, subtest
+from ..outcomes import Outcomes
+from ..rootfs import ensure_rootfs
+from .host import V2, CheckFailed, FlavorResult, RpmRun, RpmUpgrade, need, run
+
+# README.md and docs/rpm.md tell users exactly this; the containers run it verbatim.
+ENABLE_CMD = "systemctl enable --now hitless.socket"
+FLAVORS = ("el8", "el9")
+
+
+def standins(r: RpmRun) -> Path:
+    """Build the noarch stand-in packages of rpm/tests/systemd-standin.spec."""
+    top = r.tmp / "standin"
+    (top / "SOURCES").mkdir(parents=True, exist_ok=True)
+    shutil.copy(r.src / "rpm/tests/systemd-update-helper", top / "SOURCES/")
+    run(
+        [
+            "rpmbuild",
+            "-bb",
+            "--nodeps",
+            "--quiet",
+            "--define",
+            f"_topdir {top}",
+            str(r.src / "rpm/tests/systemd-standin.spec"),
+        ]
+    )
+    return top / "RPMS/noarch"
+
+
+def containers(r: RpmRun, outcomes: Outcomes) -> None:
+    """One check per flavor; raises CheckFailed when none can start."""
+    problems = preflight()
+    if problems:
+        raise CheckFailed("cannot run containers: " + "; ".join(problems))
+    for doc in ("README.md", "docs/rpm.md"):
+        need(ENABLE_CMD in (r.src / doc).read_text(), f"{doc} does not tell users `{ENABLE_CMD}`")
+    rootfs = ensure_rootfs()
+    stand = standins(r)
+    log_dir = r.out / "containers"
+    for flavor in FLAVORS:
+        outcomes.run(
+            f"container {flavor}: rpm -i, enable, rpm -U under load, rpm -e",
+            functools.partial(container_flow, r, flavor, rootfs, stand, log_dir),
+        )
+
+
+def container_flow(r: RpmRun, flavor: str, rootfs: Path, standin_dir: Path, log_dir: Path) -> None:
+    res = FlavorResult()
+    if flavor == "el8":
+        r.results.el8 = res
+    else:
+        r.results.el9 = res
+    rpms = {r.v1: r.main_rpm("v1"), V2: r.main_rpm("v2")}
+    helper = "/usr/lib/systemd/systemd-update-helper"
+    with Machine(rootfs, name=f"hitless-rpm-{flavor}", log_dir=log_dir) as m:
+        try:
+            install_probe(m, r.probe)
+            for p in rpms.values():
+                m.copy_from_host(p, f"/root/rpms/{p.name}")
+            standin = standin_dir / f"systemd-standin-{flavor}-1-1.noarch.rpm"
+            m.copy_from_host(standin, f"/root/rpms/{standin.name}")
+            # EL and Fedora ship a "disable *" preset (Debian enables
+            # everything by default): installing must not enable anything.
+            m.succeed(
+                "mkdir -p /usr/lib/systemd/system-preset && "
+                "echo 'disable *' > /usr/lib/systemd/system-preset/99-default-disable.preset"
+            )
+            m.succeed(f"rpm -i --nodeps /root/rpms/{standin.name} 2>/dev/null")
+            if flavor == "el9":
+                m.succeed(f"test -x {helper}")
+            else:
+                m.succeed(f"test ! -e {helper}")
+
+            with subtest(f"{flavor}: rpm -i {r.v1}"):
+                m.succeed(f"rpm -i --nodeps /root/rpms/{rpms[r.v1].name} 2>/dev/null")
+                m.succeed(
+                    "test -x /usr/bin/hitless",
+                    "test -f /usr/lib/systemd/system/hitless.socket",
+                    "test -f /usr/lib/systemd/system/hitless.service",
+                    "test -f /usr/share/licenses/hitless/LICENSE.dependencies",
+                )
+                # "indirect": the service has only Also=hitless.socket in [Install].
+                for u, want in (("hitless.socket", "disabled"), ("hitless.service", "indirect")):
+                    state = m.execute(f"systemctl is-enabled {u}")[1].strip()
+                    need(state == want, f"after rpm -i, {u} is {state!r}, want {want!r} (preset: disable)")
+                    m.require_unit_state(u, "inactive")
+                if flavor == "el9":
+                    m.succeed(
+                        "grep -qx 'install-system-units hitless.socket hitless.service' "
+                        "<(sed 's/^systemd-update-helper //' /run/systemd-update-helper.log)"
+                    )
+
+            with subtest(f"{flavor}: enable as docs/rpm.md says: {ENABLE_CMD}"):
+                m.succeed(ENABLE_CMD)
+                m.wait_for_unit("hitless.socket")
+                info = json.loads(m.succeed("curl -sS --fail --max-time 30 http://127.0.0.1:8080/version"))
+                need(info["version"] == r.v1 and info["socket_activated"], f"/version: {info}")
+                need(
+                    m.execute("systemctl is-enabled hitless.socket")[1].strip() == "enabled",
+                    "hitless.socket not enabled",
+                )
+
+            sock_id = m.get_unit_property("hitless.socket", "InvocationID")
+            upgrades: list[RpmUpgrade] = []
+
+            def rpm_upgrade(version: str) -> None:
+                pid0 = m.get_unit_property("hitless.service", "MainPID")
+                t0 = time.monotonic()
+                out = m.succeed(
+                    f"rpm -U --oldpackage --nodeps /root/rpms/{rpms[version].name} 2>&1 "
+                    "| grep -v -e 'should not be used directly' -e 'assuming you know' || :"
+                )
+                took = time.monotonic() - t0
+                if out.strip():
+                    log(f"rpm -U said: {out.strip()}")
+                pid1 = m.get_unit_property("hitless.service", "MainPID")
+                state = m.get_unit_property("hitless.service", "ActiveState")
+                markers = m.get_unit_property("hitless.service", "Markers")
+                need(
+                    m.get_unit_property("hitless.socket", "InvocationID") == sock_id,
+                    "hitless.socket was restarted by the upgrade",
+                )
+                need(
+                    state == "active" and pid1 not in ("0", pid0),
+                    f"rpm -U to {version} did not restart hitless.service (MainPID {pid0} -> {pid1}, {state})",
+                )
+                need(markers == "", f"hitless.service still marked {markers!r} after the transaction")
+                need(m.succeed("rpm -q --qf '%{VERSION}' hitless").strip() == version, "rpm -q disagrees")
+                upgrades.append(RpmUpgrade(to=version, rpm_u_s=round(took, 2), pids=[pid0, pid1]))
+
+            env = sc.Env(server=m, client=m, upgrade=rpm_upgrade, versions=[r.v1, V2], subtest=subtest, log=log)
+            res.upgrade = sc.upgrade_under_load(env, rounds=r.rounds)
+            res.rpm_upgrades = upgrades
+
+            with subtest(f"{flavor}: the package's scriptlets did the restart"):
+                journal = m.succeed("journalctl -b --no-pager -o cat _PID=1")
+                marked = journal.count("Queuing reload/restart jobs for marked units")
+                if flavor == "el9":
+                    hl = m.succeed("cat /run/systemd-update-helper.log")
+                    marks = [ln for ln in hl.splitlines() if "mark-restart" in ln]
+                    need(
+                        len(marks) == r.rounds
+                        and set(marks) == {"systemd-update-helper mark-restart-system-units hitless.service"},
+                        f"expected {r.rounds} marks of hitless.service alone; helper log:\n{hl}",
+                    )
+                    need(marked >= r.rounds, f"PID 1 queued marked jobs only {marked} times")
+                else:
+                    need(marked == 0, "EL8 path: something used Markers/--marked")
+                res.pid1_marked_restarts = marked
+
+            with subtest(f"{flavor}: rpm -U with the service stopped leaves it stopped"):
+                cur = m.succeed("rpm -q --qf '%{VERSION}' hitless").strip()
+                other = V2 if cur == r.v1 else r.v1
+                m.succeed("systemctl stop hitless.service")
+                m.succeed(f"rpm -U --oldpackage --nodeps /root/rpms/{rpms[other].name} 2>/dev/null")
+                m.require_unit_state("hitless.service", "inactive")
+                m.require_unit_state("hitless.socket", "active")
+                info = json.loads(m.succeed("curl -sS --fail --max-time 30 http://127.0.0.1:8080/version"))
+                need(info["version"] == other, f"after the upgrade the socket started {info['version']}")
+
+            with subtest(f"{flavor}: rpm -e"):
+                m.succeed("rpm -e hitless 2>/dev/null")
+                for u in ("hitless.socket", "hitless.service"):
+                    state = m.get_unit_property(u, "ActiveState")
+                    need(state in ("inactive", ""), f"{u} is {state} after rpm -e")
+                    enabled = m.execute(f"systemctl is-enabled {u} 2>&1")[1].strip()
+                    need("enabled" not in enabled.split(), f"{u} is-enabled: {enabled}")
+                    # EL8's triggers reload systemd after the removal; EL9's
+                    # reload comes from a %transfiletriggerpostun that rpm
+                    # releases without the fix of rpm PR #3267 (Debian's
+                    # 4.18 among them) never run for /usr/lib/systemd/system:
+                    # the removed units stay loaded (inactive) until the next
+                    # daemon-reload. See docs/rpm.md.
+                    load = m.get_unit_property(u, "LoadState")
+                    res.after_erase_loadstate[u] = load
+                    if flavor == "el8":
+                        need(load == "not-found", f"{u} LoadState={load} after rpm -e (no daemon-reload?)")
+                m.fail("pgrep -x hitless")
+                m.succeed("test -z \"$(find /etc/systemd/system -name 'hitless*')\"")
+                for f in (
+                    "/usr/bin/hitless",
+                    "/usr/lib/systemd/system/hitless.socket",
+                    "/usr/lib/systemd/system/hitless.service",
+                    "/usr/share/licenses/hitless",
+                    "/usr/share/doc/hitless",
+                ):
+                    m.succeed(f"test ! -e {f}")
+                m.fail("ss -Hltn 'sport = :8080' | grep -q .")
+                m.fail("rpm -q hitless")
+        except Exception:
+            m.dump_journal("hitless.socket", "hitless.service", lines=200)
+            raise

@@ -1,0 +1,233 @@
+"""The records the scenarios read and write: hitless's /version document,
+hitless-probe's report and status files (vm-tests/probe/src/report.rs and
+main.rs), and what each scenario measured. JSON through dataclasses.asdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Listener:
+    name: str
+    """The socket's FileDescriptorName= (sd_listen_fds_with_names(3)), or
+    "--listen" when hitless bound it itself."""
+    kind: str
+    address: str
+
+
+@dataclass
+class ServiceInfo:
+    """GET /version of the running instance."""
+
+    version: str
+    pid: int
+    socket_activated: bool
+    listeners: list[Listener]
+
+
+# --- hitless-probe's files ----------------------------------------------------
+
+
+@dataclass
+class Latency:
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass
+class Segment:
+    """A run of consecutive answers from one version."""
+
+    version: str
+    count: int
+
+
+@dataclass
+class ProbeFailure:
+    at_s: float
+    """Seconds since the probe started."""
+    reason: str
+
+
+@dataclass
+class ModeReport:
+    requests: int
+    ok: int
+    failed: int
+    failures_by_reason: dict[str, int]
+    latency: Latency
+    worst_second_max_ms: float
+    versions: list[str]
+    timeline: list[Segment]
+    failures: list[ProbeFailure]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ModeReport:
+        lat = d["latency"]
+        return cls(
+            requests=int(d["requests"]),
+            ok=int(d["ok"]),
+            failed=int(d["failed"]),
+            failures_by_reason={str(k): int(v) for k, v in d["failures_by_reason"].items()},
+            latency=Latency(float(lat["p50_ms"]), float(lat["p99_ms"]), float(lat["max_ms"])),
+            worst_second_max_ms=float((d.get("worst_second") or {}).get("max_ms", 0.0)),
+            versions=[str(v) for v in d["versions"]],
+            timeline=[Segment(str(s["version"]), int(s["count"])) for s in d["timeline"]],
+            failures=[ProbeFailure(float(f["at_s"]), str(f["reason"])) for f in d["failures"]],
+        )
+
+
+@dataclass
+class ProbeReport:
+    """The probe's --report file, written when it stops."""
+
+    concurrency: int
+    passed: bool
+    problems: list[str]
+    modes: dict[str, ModeReport]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ProbeReport:
+        return cls(
+            concurrency=int(d["concurrency"]),
+            passed=bool(d["passed"]),
+            problems=[str(p) for p in d.get("problems") or []],
+            modes={str(k): ModeReport.from_json(v) for k, v in d["modes"].items()},
+        )
+
+    def failed(self) -> int:
+        return sum(m.failed for m in self.modes.values())
+
+    def requests(self) -> int:
+        return sum(m.requests for m in self.modes.values())
+
+
+@dataclass
+class ModeStatus:
+    ok: int
+    failed: int
+    versions: list[str]
+
+
+@dataclass
+class ProbeStatus:
+    """The probe's --status-file, rewritten while it runs."""
+
+    modes: dict[str, ModeStatus]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ProbeStatus:
+        return cls(
+            modes={
+                str(k): ModeStatus(int(v["ok"]), int(v["failed"]), [str(x) for x in v["versions"]])
+                for k, v in d.get("modes", {}).items()
+            }
+        )
+
+    def failed(self) -> int:
+        return sum(m.failed for m in self.modes.values())
+
+    def ok(self, mode: str) -> int:
+        m = self.modes.get(mode)
+        return m.ok if m else 0
+
+
+# --- what the scenarios measured ------------------------------------------------
+
+
+@dataclass
+class ModeNumbers:
+    """One client mode's numbers over a scenario; latencies in ms."""
+
+    requests: int
+    failed: int
+    failures_by_reason: dict[str, int]
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    worst_second_max_ms: float
+    versions: list[str]
+
+    @classmethod
+    def of(cls, m: ModeReport) -> ModeNumbers:
+        return cls(
+            requests=m.requests,
+            failed=m.failed,
+            failures_by_reason=m.failures_by_reason,
+            p50_ms=round(m.latency.p50_ms, 2),
+            p99_ms=round(m.latency.p99_ms, 2),
+            max_ms=round(m.latency.max_ms, 1),
+            worst_second_max_ms=round(m.worst_second_max_ms, 1),
+            versions=m.versions,
+        )
+
+
+def mode_numbers(report: ProbeReport) -> dict[str, ModeNumbers]:
+    return {mode: ModeNumbers.of(m) for mode, m in report.modes.items()}
+
+
+@dataclass
+class ActivationResult:
+    first_request_ms: float
+    """The slowest request: it waited for the service to start."""
+    probe_wall_s: float
+    modes: dict[str, ModeNumbers]
+    listeners: list[Listener]
+
+
+@dataclass
+class Spread:
+    min: float
+    median: float
+    max: float
+
+
+@dataclass
+class UpgradeResult:
+    rounds: int
+    upgrade_s: Spread
+    """How long each upgrade (the platform's restart) took, in seconds."""
+    modes: dict[str, ModeNumbers]
+
+
+@dataclass
+class SlowResult:
+    slow_ms: int
+    restart_s: float
+    slow_completed_on_old: int
+    slow: dict[str, ModeNumbers]
+    fast: dict[str, ModeNumbers]
+
+
+@dataclass
+class SigkillResult:
+    recovery_ms: float
+    """From the kill until a new client got its answer."""
+    failed: int
+    in_flight_bound: int
+    slow_failed: int
+    slow_in_flight: int
+    modes: dict[str, ModeNumbers]
+    slow: dict[str, ModeNumbers]
+
+
+@dataclass
+class UnitsResult:
+    exposure: float
+    rating: str
+    in_container: str
+
+
+@dataclass
+class NegativeControlResult:
+    detected: bool
+    failed_requests: int
+    reason: list[str] = field(default_factory=list)
+
+
+Record = ActivationResult | UpgradeResult | SlowResult | SigkillResult | UnitsResult | NegativeControlResult
+"""Anything a scenario or check records in Env.results."""

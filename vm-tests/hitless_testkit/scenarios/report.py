@@ -1,0 +1,34 @@
+"""The scenarios' numbers as a short table for humans, and as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .records import Record
+
+
+def as_json(results: Mapping[str, Record]) -> str:
+    return json.dumps({name: dataclasses.asdict(r) for name, r in results.items()}, indent=2) + "\n"
+
+
+def format_results(results: Mapping[str, Record]) -> str:
+    """One block per scenario: its scalar numbers, then a line per client mode."""
+    lines = []
+    for name, record in results.items():
+        lines.append(f"{name}:")
+        r: dict[str, Any] = dataclasses.asdict(record)
+        for k, v in r.items():
+            if k in ("modes", "slow", "fast") and isinstance(v, dict):
+                for mode, m in v.items():
+                    lines.append(
+                        f"  {k + ' ' if k != 'modes' else ''}{mode:<10} requests={m['requests']:<7} "
+                        f"failed={m['failed']:<3} p50={m['p50_ms']}ms p99={m['p99_ms']}ms "
+                        f"max={m['max_ms']}ms worst-second-max={m['worst_second_max_ms']}ms "
+                        f"{m['failures_by_reason'] or ''}"
+                    )
+            else:
+                lines.append(f"  {k}: {v}")
+    return "\n".join(lines)
