@@ -1,10 +1,14 @@
 # NixOS module: services.hitless.
 #
 # The units come from the package (systemd.packages), exactly as every other
-# package installs them; this module only adds drop-ins for what its options
-# change. See nixos/lib/systemd-lib.nix (generateUnits): a unit that a package
-# ships and that is also configured here becomes
-# <unit>.d/overrides.conf.
+# package installs them: hitless.socket, the slot template hitless@.service
+# (instances hitless@blue and hitless@green) and hitless.service, which
+# starts, flips and stops the slots. This module only adds drop-ins for what
+# its options change, and tells switch-to-configuration how to treat each
+# unit. See nixos/lib/systemd-lib.nix (generateUnits): a unit that a package
+# ships and that is also configured here becomes <unit>.d/overrides.conf;
+# that holds for the template too (systemd.services."hitless@" becomes
+# hitless@.service.d/overrides.conf, as nixpkgs does for getty@.service).
 { config, lib, pkgs, utils, ... }:
 
 let
@@ -21,6 +25,25 @@ let
     if m == null || lib.hasPrefix "vsock:" listen then null else lib.toInt (builtins.elemAt m 1);
 
   tcpPorts = lib.unique (lib.filter (port: port != null) (map portOf cfg.listen));
+
+  # Timeouts, in seconds. A slot must send READY=1 within slotStartTimeout
+  # (its TimeoutStartSec=, the unit file's own value, set again here because
+  # the controller's timeouts are derived from it), or the upgrade is
+  # abandoned and the old slot keeps serving. A stopping slot drains for at
+  # most drainTimeout; its TimeoutStopSec= is 10 s more, so systemd never
+  # kills a drain that is still within its deadline.
+  slotStartTimeout = 15;
+  slotStopTimeout = cfg.drainTimeout + 10;
+  # hitless.service's TimeoutStartSec= bounds its ExecStart= and its
+  # ExecReload= (the flip): starting the idle slot may first wait for that
+  # slot's previous drain (one flip soon after another), then for its start.
+  # Its TimeoutStopSec= bounds ExecStop=, which waits for the slots' drains
+  # (run in parallel). Both leave a margin for the helper's own systemctl
+  # calls; with the default drainTimeout they are the unit file's 60 s and
+  # 45 s.
+  margin = 15;
+  controllerStartTimeout = slotStopTimeout + slotStartTimeout + margin;
+  controllerStopTimeout = slotStopTimeout + margin;
 in
 {
   options.services.hitless = {
@@ -32,9 +55,12 @@ in
       defaultText = lib.literalExpression "pkgs.callPackage \"\${hitless}/nix/package.nix\" { }";
       description = ''
         The hitless package. Its `lib/systemd/system` holds the units that
-        are used. Switching to a configuration with another package restarts
-        `hitless.service` while `hitless.socket` keeps listening, so no
-        client is refused.
+        are used. Switching to a configuration with another package reloads
+        `hitless.service`: the idle slot (`hitless@blue` or `hitless@green`)
+        is started from the new package, and once it has sent `READY=1` the
+        old slot drains and exits. Nothing is restarted and `hitless.socket`
+        keeps listening, so no client is refused. If the new version does not
+        become ready, the old slot keeps serving and the switch fails.
       '';
     };
 
@@ -54,7 +80,9 @@ in
         A configuration switch does not restart a changed socket unit (that
         would close the queue the upgrade relies on). After changing this
         option, run `systemctl restart hitless.socket`; connections waiting
-        in the old socket's queue at that moment are dropped.
+        in the old socket's queue at that moment are dropped, and
+        `hitless.service` (with its slot) is restarted along with the
+        socket.
       '';
     };
 
@@ -64,9 +92,10 @@ in
       example = 60;
       description = ''
         Seconds a stopping hitless keeps serving the requests it has already
-        accepted (`--drain-timeout`). `TimeoutStopSec=` is set 10 seconds
-        above it, so systemd never kills a drain that is still within its
-        deadline.
+        accepted (`--drain-timeout`). The slots' `TimeoutStopSec=` is set 10
+        seconds above it, so systemd never kills a drain that is still within
+        its deadline; `hitless.service`'s start and stop timeouts are derived
+        from it too.
       '';
     };
 
@@ -77,7 +106,11 @@ in
         "--idle-grace"
         "1s"
       ];
-      description = "Extra command-line arguments for hitless (`hitless --help`).";
+      description = ''
+        Extra command-line arguments for hitless (`hitless --help`). A
+        switch that changes them (or {option}`services.hitless.drainTimeout`)
+        reloads `hitless.service`, which starts a slot with the new arguments.
+      '';
     };
 
     openFirewall = lib.mkOption {
@@ -97,13 +130,16 @@ in
       socketConfig.ListenStream = [ "" ] ++ cfg.listen;
     };
 
-    systemd.services.hitless = {
-      # The default (true) stops the service and its socket before the switch
-      # and starts only the socket afterwards: clients are refused meanwhile.
-      # false: one `systemctl restart hitless.service`; the socket, owned by
-      # PID 1, stays open and queues new connections until the new process
-      # is ready.
-      stopIfChanged = false;
+    # The slots: what the options change is their command line and
+    # timeouts. No wantedBy: switch-to-configuration starts every active
+    # target on each switch, and only hitless.service may start a slot.
+    systemd.services."hitless@" = {
+      # X-RestartIfChanged=false. A running instance (hitless@blue.service)
+      # has no unit file of its own; switch-to-configuration compares it
+      # through hitless@.service and its drop-ins, sees this, and leaves it
+      # running ("NOT restarting the following changed units"). The reload
+      # of hitless.service below replaces it with the other slot instead.
+      restartIfChanged = false;
 
       serviceConfig = {
         ExecStart = [
@@ -117,7 +153,36 @@ in
             ++ cfg.extraArgs
           ))
         ];
-        TimeoutStopSec = "${toString (cfg.drainTimeout + 10)}s";
+        TimeoutStartSec = "${toString slotStartTimeout}s";
+        TimeoutStopSec = "${toString slotStopTimeout}s";
+      };
+    };
+
+    systemd.services.hitless = {
+      # X-ReloadIfChanged=true: whatever changed in this unit (the package's
+      # store path is in its ExecStart=/ExecReload=/ExecStop=), the switch
+      # reloads it, and it does so after its daemon-reload, so the new
+      # ExecReload= runs and starts the idle slot from the new
+      # hitless@.service. Never a stop (NixOS would stop hitless.socket with
+      # it) nor a restart (both slots would stop before one starts).
+      reloadIfChanged = true;
+      # What makes a flip necessary: the slots' template, i.e. the package
+      # (which ships hitless@.service) and the drop-in generated above. With
+      # reloadIfChanged, a changed restart trigger reloads; nixpkgs warns
+      # when reloadTriggers is combined with reloadIfChanged, since either
+      # kind of trigger then does the same.
+      restartTriggers = [
+        cfg.package
+        config.systemd.units."hitless@.service".unit
+      ];
+      # Only in effect should the reload above be turned off: then restart
+      # hitless.service in one step instead of stopping it together with
+      # hitless.socket (NixOS' default for a socket-activated service).
+      stopIfChanged = false;
+
+      serviceConfig = {
+        TimeoutStartSec = "${toString controllerStartTimeout}s";
+        TimeoutStopSec = "${toString controllerStopTimeout}s";
       };
     };
 

@@ -92,8 +92,14 @@ rustPlatform.buildRustPackage {
       grep -n "/usr/" $units/* >&2
       exit 1
     fi
-    # hitless-slots drives the slots with systemctl.
-    wrapProgram $out/libexec/hitless/hitless-slots --prefix PATH : ${lib.makeBinPath [ systemd ]}
+  ''
+  # hitless-slots drives the slots with systemctl, which should be the one of
+  # the systemd that runs it: the unit's PATH comes first (on NixOS the
+  # module's units get the system's systemd on PATH), this package's systemd
+  # is the fallback. systemd is not available for static builds (its meta
+  # excludes them); there the helper relies on the unit's PATH alone.
+  + lib.optionalString (lib.meta.availableOn stdenv.hostPlatform systemd) ''
+    wrapProgram $out/libexec/hitless/hitless-slots --suffix PATH : ${lib.makeBinPath [ systemd ]}
   '';
 
   doInstallCheck = stdenv.buildPlatform.canExecute stdenv.hostPlatform;
