@@ -12,8 +12,10 @@ docs/container-tests.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -22,15 +24,34 @@ from pathlib import Path
 
 from . import scenarios as sc
 from .errors import EXIT_CANNOT_RUN, EXIT_USAGE, CannotRun, Failure
-from .install import UNIT_DIR, copy_versions, install_probe, install_units, swap_binary
+from .install import (
+    UNIT_DIR,
+    UNIT_FILES,
+    copy_versions,
+    install_broken_builds,
+    install_helper,
+    install_probe,
+    install_units,
+    swap_binary,
+)
 from .log import Interrupted, die, install_signal_handlers, log, set_tag
 from .nspawn import Machine, preflight, subtest
 from .outcomes import Outcomes
 from .rootfs import ensure_rootfs
 from .scenarios.records import NegativeControlResult, Record, UnitsResult
 
-HITLESS_UNITS = ("hitless.socket", "hitless.service")
-TESTS = ("units", *sc.ALL, "negative-control")
+JOURNAL_UNITS = (sc.SOCKET, sc.CONTROLLER, *sc.SLOTS)
+NEGATIVE_CONTROLS = ("control-broken-drain", "control-stop-then-start", "control-start-limit")
+TESTS = ("units", *sc.ALL, *NEGATIVE_CONTROLS)
+STOP_THEN_START = """#!/bin/sh
+# An upgrade that is not an overlap: stop the serving slot, then start the other.
+for live in blue green; do
+    [ "$(systemctl show -P ActiveState hitless@$live.service)" = active ] && break
+done
+new=blue; [ "$live" = blue ] && new=green
+systemctl stop hitless@$live.service
+systemctl start hitless@$new.service
+"""
 
 
 class Runner:
@@ -46,26 +67,43 @@ class Runner:
         self.rootfs = rootfs
         self.outcomes = Outcomes("container tests")
         self.results: dict[str, Record] = {}
+        self.broken: dict[str, str] = {}
 
     # --- a container with hitless installed like a package would ----------
 
     def setup(self, m: Machine) -> None:
         install_probe(m, Path(self.args.probe))
         copy_versions(m, self.binaries)
-        install_units(m, Path(self.args.units), HITLESS_UNITS)
+        self.broken = install_broken_builds(m, self.versions[0])
+        install_units(m, Path(self.args.units), UNIT_FILES)
+        install_helper(m, Path(self.args.units))
         swap_binary(m, self.versions[0])
         m.succeed("systemctl daemon-reload", "systemctl enable --now hitless.socket")
         m.wait_for_unit("hitless.socket")
 
     def env(self, m: Machine) -> sc.Env:
-        def upgrade(version: str) -> None:
+        """Upgrades the way the README says: install the new binary, then
+        `systemctl reload hitless.service`."""
+
+        def attempt(version: str) -> sc.Attempt:
             swap_binary(m, version)
-            m.succeed("systemctl restart hitless.service")
+            t0 = time.monotonic()
+            rc, out = m.execute(f"systemctl reload {sc.CONTROLLER} 2>&1")
+            took = time.monotonic() - t0
+            _, said = m.execute(f"journalctl --sync; journalctl -u {sc.CONTROLLER} -n 1 -o cat")
+            return sc.Attempt(ok=rc == 0, seconds=took, output=(out + said).strip())
+
+        def upgrade(version: str) -> None:
+            got = attempt(version)
+            if not got.ok:
+                raise sc.ScenarioFailed(f"systemctl reload {sc.CONTROLLER} to {version} failed: {got.output}")
 
         return sc.Env(
             server=m,
             client=m,
             upgrade=upgrade,
+            attempt=attempt,
+            broken=self.broken,
             versions=self.versions,
             subtest=subtest,
             log=log,
@@ -84,7 +122,7 @@ class Runner:
                     self.setup(m)
                     body(m)
                 except Exception:
-                    m.dump_journal(*HITLESS_UNITS, lines=300)
+                    m.dump_journal(*JOURNAL_UNITS, lines=300)
                     _, probes = m.execute(
                         "systemctl list-units --all --plain --no-legend 'hitless-probe-*' | awk '{print $1}'"
                     )
@@ -96,64 +134,81 @@ class Runner:
 
     # --- tests -------------------------------------------------------------
 
+    def security(self, m: Machine, unit_file: str, bound: float) -> UnitsResult:
+        """`systemd-analyze security --offline=true` of a unit file of ours
+        (a template is scored as an instance), and of the unit as loaded in
+        the container."""
+        units = Path(self.args.units)
+        out = subprocess.run(
+            ["systemd-analyze", "security", "--offline=true", "--no-pager", str(units / unit_file)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        text = out.stdout + out.stderr
+        match = re.search(r"Overall exposure level for (\S+): (\d+\.\d+) (\S+)", text)
+        if not match:
+            raise sc.ScenarioFailed(f"no exposure level in systemd-analyze output:\n{text}")
+        score = float(match.group(2))
+        for line in text.splitlines():
+            if line.startswith("✗"):
+                log(f"security {unit_file}: {' '.join(line.split())}")
+        loaded = unit_file.replace("@.", "@blue.")
+        online = m.succeed(f"systemd-analyze security --no-pager {loaded} | tail -n 1").strip()
+        log(
+            f"SECURITY SCORE (systemd-analyze security --offline=true): {unit_file} {score} {match.group(3)} "
+            f"(bound {bound}); as loaded in the container: {online}"
+        )
+        if score > bound:
+            raise sc.ScenarioFailed(f"{unit_file}: exposure {score} > {bound}")
+        return UnitsResult(unit=unit_file, exposure=score, rating=match.group(3), in_container=online)
+
     def test_units(self, m: Machine) -> None:
         with subtest("unit files: systemd-analyze security and verify"):
-            units = Path(self.args.units)
-            out = subprocess.run(
-                ["systemd-analyze", "security", "--offline=true", "--no-pager", str(units / "hitless.service")],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            text = out.stdout + out.stderr
-            match = re.search(r"Overall exposure level for hitless\.service: (\d+\.\d+) (\S+)", text)
-            if not match:
-                raise sc.ScenarioFailed(f"no exposure level in systemd-analyze output:\n{text}")
-            score = float(match.group(1))
-            for line in text.splitlines():
-                if line.startswith("✗"):
-                    log(f"security: {' '.join(line.split())}")
-            log(
-                f"SECURITY SCORE (systemd-analyze security --offline=true): hitless.service "
-                f"{score} {match.group(2)} (threshold {self.args.max_exposure})"
-            )
-            online = m.succeed("systemd-analyze security --no-pager hitless.service | tail -n 1").strip()
-            log(f"security, as loaded by systemd in the container: {online}")
-            self.results["units"] = UnitsResult(exposure=score, rating=match.group(2), in_container=online)
-            if score > self.args.max_exposure:
-                raise sc.ScenarioFailed(f"exposure {score} > {self.args.max_exposure}")
-            verify = m.succeed(f"systemd-analyze verify {UNIT_DIR}/hitless.socket {UNIT_DIR}/hitless.service 2>&1")
+            self.results["units-slot"] = self.security(m, "hitless@.service", self.args.max_exposure)
+            self.results["units-controller"] = self.security(m, sc.CONTROLLER, sc.CONTROLLER_MAX_EXPOSURE)
+            files = " ".join(f"{UNIT_DIR}/{u}" for u in UNIT_FILES)
+            verify = m.succeed(f"systemd-analyze verify {files} {UNIT_DIR}/hitless@blue.service 2>&1")
             if verify.strip():
                 raise sc.ScenarioFailed(f"systemd-analyze verify is not silent:\n{verify}")
             log("systemd-analyze verify: no findings")
 
-        with subtest("the service runs hardened and socket-activated"):
-            info = sc.served(self.env(m))
-            if not info.socket_activated or info.listeners[0].name != "hitless.socket":
-                raise sc.ScenarioFailed(f"not socket-activated as hitless.socket: {info}")
-            props = m.get_unit_info("hitless.service")
-            log(
-                f"running as {m.succeed('ps -o user=,pid=,args= -C hitless').strip()}; "
-                f"NRestarts={props.get('NRestarts')}"
-            )
+        with subtest("a slot runs hardened and socket-activated, and logs to the journal natively"):
+            env = self.env(m)
+            info = sc.served(env)
+            if not info.socket_activated or info.listeners[0].name != sc.SOCKET:
+                raise sc.ScenarioFailed(f"not socket-activated as {sc.SOCKET}: {info}")
+            log(f"running as {m.succeed('ps -o user=,pid=,args= -C hitless').strip()}")
             # stderr is the journal (JOURNAL_STREAM), so hitless logs natively:
             # structured records (_TRANSPORT=journal, with TARGET= and CODE_*),
             # not captured lines. tracing-journald gives INFO priority 5.
             m.succeed(
                 "journalctl --sync",
-                "journalctl -u hitless.service _TRANSPORT=journal PRIORITY=5 TARGET=hitless::server"
+                "journalctl -u 'hitless@*' _TRANSPORT=journal PRIORITY=5 TARGET=hitless::server"
                 " -o cat | grep 'Serving on'",
             )
             log("hitless logs to the journal natively (_TRANSPORT=journal, TARGET=, PRIORITY=)")
-            m.succeed("systemctl stop hitless.service")
 
-        with subtest("the port changes with a drop-in on the socket"):
+        with subtest("the socket serves IPv4 and IPv6 whatever net.ipv6.bindv6only says"):
+            # BindIPv6Only=both; with the host default (bindv6only=1 here)
+            # IPv4 clients would be refused.
+            m.succeed(
+                f"systemctl stop {sc.CONTROLLER} {sc.SOCKET}",
+                "sysctl -q -w net.ipv6.bindv6only=1",
+                f"systemctl start {sc.SOCKET}",
+            )
+            for url in ("http://127.0.0.1:8080/healthz", "http://[::1]:8080/healthz"):
+                m.succeed(f"curl -sS --fail --max-time 30 {url}")
+            m.succeed("sysctl -q -w net.ipv6.bindv6only=0")
+            log("IPv4 and IPv6 served with net.ipv6.bindv6only=1")
+
+        with subtest("the port changes with a drop-in on the socket, as the README says"):
             m.succeed(
                 "mkdir -p /etc/systemd/system/hitless.socket.d",
                 "printf '[Socket]\\nListenStream=\\nListenStream=127.0.0.1:9090\\n'"
-                " > /etc/systemd/system/hitless.socket.d/port.conf",
+                " > /etc/systemd/system/hitless.socket.d/listen.conf",
                 "systemctl daemon-reload",
-                "systemctl restart hitless.socket",
+                f"systemctl restart {sc.SOCKET}",
             )
             m.wait_for_open_port(9090)
             m.wait_for_closed_port(8080, timeout=10)
@@ -163,53 +218,87 @@ class Runner:
             m.succeed(
                 "rm -r /etc/systemd/system/hitless.socket.d",
                 "systemctl daemon-reload",
-                "systemctl stop hitless.service",
-                "systemctl restart hitless.socket",
+                f"systemctl restart {sc.SOCKET}",
             )
             m.wait_for_open_port(8080)
 
-    def negative_control(self, m: Machine) -> None:
-        """Break the drain from outside (the stop signal becomes SIGKILL, as
-        if the service exited at once on SIGTERM) and check that the slow
-        request scenario catches it."""
-        with subtest("negative control: with a broken drain the slow-request scenario must fail"):
+    def drop_in(self, m: Machine, unit: str, text: str) -> None:
+        m.succeed(
+            f"mkdir -p /etc/systemd/system/{unit}.d",
+            f"printf '%s' {shlex.quote(text)} > /etc/systemd/system/{unit}.d/control.conf",
+            "systemctl daemon-reload",
+        )
+
+    def control(self, name: str, m: Machine, scenario: Callable[[sc.Env], object], how: str) -> None:
+        """Run `scenario` with a defect planted; it must fail, for the reason
+        `how` describes; record the control."""
+        env = self.env(m)
+        env.results = {}
+        try:
+            scenario(env)
+        except sc.ScenarioFailed as e:
+            first = [line for line in str(e).splitlines()[:4] if line.strip()]
+            log(f"{name}: the scenario failed, as it must: " + " | ".join(first))
+            self.results[name] = NegativeControlResult(detected=True, failed_requests=e.failed_requests, reason=first)
+            return
+        raise sc.ScenarioFailed(f"{name}: the scenario PASSED with {how}: it cannot see that defect")
+
+    def control_broken_drain(self, m: Machine) -> None:
+        """The stop signal becomes SIGKILL, as if hitless exited at once on
+        SIGTERM: the overlap scenario must lose requests."""
+        with subtest("negative control: with a broken drain the overlap scenario must fail"):
+            self.drop_in(m, "hitless@.service", "[Service]\nKillSignal=SIGKILL\n")
+            self.control("control-broken-drain", m, sc.upgrade_with_slow_requests, "a drain that kills")
+            got = self.results["control-broken-drain"]
+            assert isinstance(got, NegativeControlResult)
+            if got.failed_requests == 0:
+                raise sc.ScenarioFailed("control-broken-drain: the scenario failed, but not because requests failed")
+
+    def control_stop_then_start(self, m: Machine) -> None:
+        """A reload that stops the old slot first and then starts the new one
+        (what `systemctl restart` does): the overlap scenario must see new
+        requests wait for the old version's slow requests."""
+        with subtest("negative control: a stop-then-start upgrade must fail the overlap scenario"):
+            script = "/usr/local/sbin/stop-then-start"
             m.succeed(
-                "mkdir -p /etc/systemd/system/hitless.service.d",
-                "printf '[Service]\\nKillSignal=SIGKILL\\n' > /etc/systemd/system/hitless.service.d/break.conf",
-                "systemctl daemon-reload",
+                f"printf '%s' {shlex.quote(STOP_THEN_START)} > {script}",
+                f"chmod 0755 {script}",
             )
-            env = self.env(m)
-            env.results = {}
-            try:
-                sc.restart_with_slow_requests(env, slow_ms=self.args.slow_ms)
-            except sc.ScenarioFailed as e:
-                first = [line for line in str(e).splitlines()[:4] if line.strip()]
-                if e.failed_requests == 0:
-                    raise sc.ScenarioFailed(
-                        "negative control: the scenario failed, but not because requests failed: " + " | ".join(first)
-                    ) from e
-                log(
-                    f"negative control: the scenario failed, as it must, with {e.failed_requests} failed "
-                    "request(s): " + " | ".join(first)
-                )
-                self.results["negative_control"] = NegativeControlResult(
-                    detected=True, failed_requests=e.failed_requests, reason=first
-                )
-                return
-            raise sc.ScenarioFailed(
-                "negative control: the scenario PASSED with a broken drain: the tests cannot tell a drain from a kill"
-            )
+            self.drop_in(m, sc.CONTROLLER, f"[Service]\nExecReload=\nExecReload={script}\n")
+            self.control("control-stop-then-start", m, sc.upgrade_with_slow_requests, "stop-then-start upgrades")
+
+    def control_start_limit(self, m: Machine) -> None:
+        """systemd's default start limit on the slots: the crash loop
+        scenario must see hitless.socket fail. Then the documented recovery
+        (a good binary, `systemctl start hitless.socket`) must work."""
+        with subtest("negative control: with the default start limit a crash loop fails the socket"):
+            self.drop_in(m, "hitless@.service", "[Unit]\nStartLimitIntervalSec=10s\nStartLimitBurst=5\n")
+            self.control("control-start-limit", m, sc.crash_loop_survives, "the default start limit")
+        with subtest("recovery from a failed socket: a good build, then systemctl start hitless.socket"):
+            state = m.get_unit_property(sc.SOCKET, "ActiveState")
+            log(f"{sc.SOCKET} is {state} (Result={m.get_unit_property(sc.SOCKET, 'Result')})")
+            m.succeed(f"systemctl reset-failed; systemctl stop {sc.CONTROLLER}")
+            swap_binary(m, self.versions[0])
+            m.succeed(f"systemctl start {sc.SOCKET}")
+            info = sc.served(self.env(m))
+            if info.version != self.versions[0]:
+                raise sc.ScenarioFailed(f"after the recovery {info.version} serves")
+            log(f"recovered: {info.version} serves again")
+
+    def scenario(self, fn: Callable[[sc.Env], object], m: Machine) -> None:
+        fn(self.env(m))
 
     def main(self) -> int:
         log(f"root file system: {self.rootfs}; logs: {self.log_dir}")
         a = self.args
         bodies: dict[str, Callable[[Machine], object]] = {
             "units": self.test_units,
-            "activation": lambda m: sc.activation_on_demand(self.env(m)),
+            **{name: functools.partial(self.scenario, fn) for name, fn in sc.ALL.items()},
             "upgrade": lambda m: sc.upgrade_under_load(self.env(m), rounds=a.rounds),
-            "slow": lambda m: sc.restart_with_slow_requests(self.env(m), slow_ms=a.slow_ms),
-            "sigkill": lambda m: sc.sigkill_under_load(self.env(m)),
-            "negative-control": self.negative_control,
+            "overlap": lambda m: sc.upgrade_with_slow_requests(self.env(m), slow_ms=a.slow_ms),
+            "control-broken-drain": self.control_broken_drain,
+            "control-stop-then-start": self.control_stop_then_start,
+            "control-start-limit": self.control_start_limit,
         }
         for name in a.only or TESTS:
             self.in_container(name, bodies[name])
@@ -233,7 +322,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a hitless binary and the version it reports; the first is installed first (twice)",
     )
     p.add_argument("--probe", required=True, help="hitless-probe binary")
-    p.add_argument("--units", required=True, help="directory with hitless.socket and hitless.service")
+    p.add_argument("--units", required=True, help="the units/ directory: unit files and hitless-slots")
     p.add_argument("--only", action="append", metavar="TEST", choices=TESTS, help="run only these: " + ", ".join(TESTS))
     p.add_argument("--rounds", type=int, default=10, help="upgrades in the upgrade scenario (default 10)")
     p.add_argument("--slow-ms", type=int, default=3000, help="duration of the slow requests (default 3000)")

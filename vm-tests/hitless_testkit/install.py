@@ -15,6 +15,22 @@ UNIT_DIR = "/usr/lib/systemd/system"
 STORE = "/usr/local/lib/hitless-versions"
 """Where the guest keeps every version's binary, as `<name>-<version>`."""
 PROBE = "/usr/local/bin/hitless-probe"
+HELPER = "/usr/libexec/hitless/hitless-slots"
+"""Where packages put hitless-slots, which hitless.service runs."""
+UNIT_FILES = ("hitless.socket", "hitless.service", "hitless@.service")
+
+# Broken builds, by the way they are broken: each is installed as
+# <store>/hitless-<name> like a version, and started the same way.
+BROKEN_BUILDS = {
+    # Exits before READY=1, as a build that cannot parse its flags would.
+    "broken-exits": '#!/bin/sh\necho "hitless: this build is broken on purpose" >&2\nexit 1\n',
+    # Never says READY=1: the slot's start times out (TimeoutStartSec=).
+    "broken-hangs": "#!/bin/sh\nexec sleep 3600\n",
+    # Serves, then crashes (SIGABRT, as abort() does) a second later; and
+    # again each time it is restarted.
+    "broken-crashes": '#!/bin/sh\n( sleep 1; kill -ABRT $$ ) &\nexec {store}/hitless-{version} "$@"\n',
+}
+"""What Env.broken maps "exits", "hangs" and "crashes" to."""
 
 
 def install_units(m: Machine, units_dir: Path, names: Iterable[str]) -> None:
@@ -32,6 +48,21 @@ def copy_versions(m: Machine, binaries: Mapping[str, Path], name: str = "hitless
 
 def install_probe(m: Machine, probe: Path) -> None:
     m.copy_from_host(probe, PROBE)
+
+
+def install_helper(m: Machine, units_dir: Path) -> None:
+    """hitless-slots, where the units expect it."""
+    m.copy_from_host(units_dir / "hitless-slots", HELPER)
+    m.succeed(f"chmod 0755 {HELPER}")
+
+
+def install_broken_builds(m: Machine, working_version: str, store: str = STORE) -> dict[str, str]:
+    """Put BROKEN_BUILDS into the store (the crashing one runs
+    `working_version`); return Env.broken's mapping."""
+    for name, script in BROKEN_BUILDS.items():
+        text = script.replace("{store}", store).replace("{version}", working_version)
+        m.succeed(f"printf '%s' {shlex.quote(text)} > {store}/hitless-{name} && chmod 0755 {store}/hitless-{name}")
+    return {name.removeprefix("broken-"): name for name in BROKEN_BUILDS}
 
 
 def swap_binary(

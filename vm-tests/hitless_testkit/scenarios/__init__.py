@@ -3,10 +3,11 @@ driver (hitless_testkit.nspawn: Debian + systemd-nspawn) and the NixOS test
 driver (the package reaches it through extraPythonPackages).
 
 A scenario only calls what both drivers' machine objects have (GuestMachine:
-succeed, execute, require_unit_state, wait_for_unit) plus an
-`upgrade(version)` callback that the platform provides (container: rename
-the new binary over /usr/bin/hitless, `systemctl restart hitless.service`;
-RPM: `rpm -U`; NixOS: switch-to-configuration).
+succeed, execute, require_unit_state, wait_for_unit) plus the callbacks the
+platform provides in Env: `upgrade(version)` (container: rename the new
+binary over /usr/bin/hitless, `systemctl reload hitless.service`; RPM:
+`rpm -U`; NixOS: switch-to-configuration) and, for the broken builds,
+`attempt(version)`.
 
 From a NixOS testScript:
 
@@ -17,15 +18,15 @@ From a NixOS testScript:
                  subtest=subtest, log=print)
     sc.activation_on_demand(env)
     sc.upgrade_under_load(env, rounds=10)
-    sc.restart_with_slow_requests(env)
-    sc.sigkill_under_load(env)
+    sc.upgrade_with_slow_requests(env)
     print(sc.format_results(env.results))
 
 Assumptions about the machines when a scenario starts: hitless.socket is
 listening (on `port`), versions[0] or versions[1] is installed, and
 `hitless-probe` and `curl` are on the client's PATH. Every scenario asserts
-that no request failed in any client mode (except sigkill_under_load, where
-only requests in flight may fail) and records its numbers in env.results.
+that no request failed in any client mode (except where a process is killed
+or crashes: then only the requests it held may fail) and records its numbers
+in env.results.
 """
 
 from __future__ import annotations
@@ -33,33 +34,63 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .activation import activation_on_demand
-from .env import MAX_EXPOSURE, MODES, Env, GuestMachine, ScenarioFailed, served
+from .admin import admin_verbs
+from .bad_build import bad_build_rejected
+from .crash_loop import crash_loop_survives
+from .dead_peer import dead_h2_peer
+from .env import (
+    CONTROLLER,
+    CONTROLLER_MAX_EXPOSURE,
+    MAX_EXPOSURE,
+    MODES,
+    SLOTS,
+    SOCKET,
+    Attempt,
+    Env,
+    GuestMachine,
+    ScenarioFailed,
+    served,
+)
+from .overlap import upgrade_with_slow_requests
 from .records import Record
 from .report import as_json, format_results
 from .sigkill import sigkill_under_load
-from .slow import restart_with_slow_requests
 from .upgrade import upgrade_under_load
 
 ALL: dict[str, Callable[[Env], Record]] = {
     "activation": activation_on_demand,
     "upgrade": upgrade_under_load,
-    "slow": restart_with_slow_requests,
+    "overlap": upgrade_with_slow_requests,
+    "bad-build-exits": lambda env: bad_build_rejected(env, "exits"),
+    "bad-build-hangs": lambda env: bad_build_rejected(env, "hangs"),
+    "dead-h2-peer": dead_h2_peer,
     "sigkill": sigkill_under_load,
+    "crash-loop": crash_loop_survives,
+    "admin": admin_verbs,
 }
 """Every scenario by its short name, in the order the container tests run them."""
 
 __all__ = [
     "ALL",
+    "CONTROLLER",
+    "CONTROLLER_MAX_EXPOSURE",
     "MAX_EXPOSURE",
     "MODES",
+    "SLOTS",
+    "SOCKET",
+    "Attempt",
     "Env",
     "GuestMachine",
     "ScenarioFailed",
     "activation_on_demand",
+    "admin_verbs",
     "as_json",
+    "bad_build_rejected",
+    "crash_loop_survives",
+    "dead_h2_peer",
     "format_results",
-    "restart_with_slow_requests",
     "served",
     "sigkill_under_load",
     "upgrade_under_load",
+    "upgrade_with_slow_requests",
 ]

@@ -7,20 +7,23 @@ import json
 import shlex
 import time
 
-from .env import Env, ScenarioFailed, served
+from .env import CONTROLLER, SLOTS, SOCKET, Env, ScenarioFailed, live_slot, served
 from .probe import Stopped
 from .records import ActivationResult, ProbeReport, mode_numbers
 
 
 def activation_on_demand(env: Env, seconds: int = 3) -> ActivationResult:
-    """The service is not running; the first request starts it. All three
-    client modes start at once, so the first of them activates the service
-    and the others queue on the same socket; none may fail."""
+    """The service is not running (no slot); the first request starts
+    hitless.service, which starts a slot. All three client modes start at
+    once, so the first of them activates the service and the others queue
+    on the same socket; none may fail."""
     s = env.server
     with env.subtest("activation on demand: a stopped service is started by the first request"):
-        s.succeed("systemctl stop hitless.service")
-        s.require_unit_state("hitless.service", "inactive")
-        s.require_unit_state("hitless.socket", "active")
+        s.succeed(f"systemctl stop {CONTROLLER}")
+        s.require_unit_state(CONTROLLER, "inactive")
+        for unit in SLOTS:
+            s.require_unit_state(unit, "inactive")
+        s.require_unit_state(SOCKET, "active")
         s.succeed(f"ss -Hltn 'sport = :{env.port}' | grep LISTEN >/dev/null")
         t0 = time.monotonic()
         rc, out = env.client.execute(
@@ -31,8 +34,9 @@ def activation_on_demand(env: Env, seconds: int = 3) -> ActivationResult:
         env.log(out)
         report = ProbeReport.from_json(json.loads(env.client.succeed("cat /tmp/activation.json")))
         Stopped(rc, report, out).require_pass("activation on demand")
-        s.require_unit_state("hitless.service", "active")
+        s.require_unit_state(CONTROLLER, "active")
         info = served(env)
+        live_slot(env)
         if not info.socket_activated:
             raise ScenarioFailed(f"the service says it was not socket-activated: {info}")
         first_ms = max(m.latency.max_ms for m in report.modes.values())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -21,8 +22,22 @@ MODES = ("new-conn", "keep-alive", "h2")
 HTTP/1.1 keep-alive, cleartext HTTP/2 (RFC 9113 section 3.3, prior knowledge)."""
 
 MAX_EXPOSURE = 1.0
-"""Highest `systemd-analyze security` exposure hitless.service may score; the
-container tests and the NixOS VM test enforce the same bound."""
+"""Highest `systemd-analyze security` exposure a slot (hitless@.service) may
+score; the container tests and the NixOS VM test enforce the same bound."""
+
+CONTROLLER_MAX_EXPOSURE = 1.5
+"""The same for hitless.service, which only runs systemctl, but as root (PID 1
+accepts root on its private socket; running as root alone weighs 0.4)."""
+
+CONTROLLER = "hitless.service"
+"""The unit admins and package managers address; `reload` flips slots."""
+SOCKET = "hitless.socket"
+SLOTS = ("hitless@blue.service", "hitless@green.service")
+"""The slots hitless runs in; both are passed hitless.socket."""
+
+LATENCY_SLACK_MS = 50.0
+"""During an upgrade, new requests may take at most twice the steady-state
+p99 plus this much: they must not wait for the old version's drain."""
 
 
 class GuestMachine(Protocol):
@@ -54,6 +69,18 @@ def _no_subtest(_name: str) -> AbstractContextManager[None]:
 
 
 @dataclass
+class Attempt:
+    """An upgrade that is allowed to fail: what the platform's upgrade
+    command said."""
+
+    ok: bool
+    """The upgrade command succeeded (for a package manager: and reported no
+    failed reload)."""
+    seconds: float
+    output: str
+
+
+@dataclass
 class Env:
     server: GuestMachine
     """Machine running hitless.socket / hitless.service."""
@@ -61,8 +88,18 @@ class Env:
     """Machine running the probe (may be the server itself)."""
     upgrade: Callable[[str], None] | None = None
     """Make `version` the running one, the platform's way (replace the
-    binary, restart the service). Returns when the restart is done. Only
-    the scenarios that upgrade need it."""
+    binary, `systemctl reload hitless.service`). Returns when the new
+    version serves; raises when it does not. Only the scenarios that upgrade
+    need it."""
+    attempt: Callable[[str], Attempt] | None = None
+    """Try to upgrade to `version`, which may be one of the platform's
+    broken builds (`broken`): returns what happened instead of raising."""
+    broken: dict[str, str] = field(default_factory=dict)
+    """The platform's broken builds by kind: "exits" (exits before READY=1),
+    "hangs" (never sends READY=1), "crashes" (serves, then crashes within a
+    second, again and again). Each value is a name `attempt` accepts."""
+    slots_status: str = "/usr/libexec/hitless/hitless-slots status"
+    """The command that shows which slot and version serve."""
     versions: Sequence[str] = ("1.0.0", "2.0.0")
     url: str = "http://127.0.0.1:8080"
     """Base URL of the service as the client reaches it (no trailing /)."""
@@ -85,6 +122,16 @@ class Env:
         if self.upgrade is None:
             raise ScenarioFailed(f"this scenario upgrades to {version}, but Env has no upgrade callback")
         self.upgrade(version)
+
+    def attempt_upgrade(self, version: str) -> Attempt:
+        if self.attempt is None:
+            raise ScenarioFailed(f"this scenario tries {version}, but Env has no attempt callback")
+        return self.attempt(version)
+
+    def broken_build(self, kind: str) -> str:
+        if kind not in self.broken:
+            raise ScenarioFailed(f"this scenario needs a broken build that {kind}; the platform has {self.broken}")
+        return self.broken[kind]
 
 
 def served(env: Env) -> ServiceInfo:
@@ -120,3 +167,68 @@ def ensure_version(env: Env, version: str) -> ServiceInfo:
 
 def other_version(env: Env, version: str) -> str:
     return env.versions[1] if version == env.versions[0] else env.versions[0]
+
+
+def unit_props(machine: GuestMachine, unit: str, *props: str) -> dict[str, str]:
+    """Several properties of a unit in one call."""
+    out = machine.succeed(f"systemctl show --property={','.join(props)} {unit}")
+    got = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return {p: got.get(p, "") for p in props}
+
+
+@dataclass
+class SlotState:
+    unit: str
+    active_state: str
+    """systemd's ActiveState: active, activating, deactivating, inactive, failed."""
+    main_pid: int
+    n_restarts: int
+
+
+def slot_states(env: Env) -> dict[str, SlotState]:
+    """Every slot's state, by unit name."""
+    states = {}
+    for unit in SLOTS:
+        p = unit_props(env.server, unit, "ActiveState", "MainPID", "NRestarts")
+        states[unit] = SlotState(unit, p["ActiveState"], int(p["MainPID"] or 0), int(p["NRestarts"] or 0))
+    return states
+
+
+def live_slot(env: Env) -> SlotState:
+    """The slot whose process answers /version."""
+    pid = served(env).pid
+    for state in slot_states(env).values():
+        if state.main_pid == pid:
+            return state
+    raise ScenarioFailed(f"no slot runs pid {pid}, which answers /version: {slot_states(env)}")
+
+
+def wait_slot_inactive(env: Env, unit: str, timeout: float) -> float:
+    """Wait until `unit` is inactive (its drain is over); seconds waited."""
+    t0 = time.monotonic()
+    while True:
+        state = unit_props(env.server, unit, "ActiveState")["ActiveState"]
+        if state in ("inactive", "failed"):
+            if state == "failed":
+                raise ScenarioFailed(f"{unit} failed while stopping")
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise ScenarioFailed(f"{unit} still {state} after {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def socket_invocation(env: Env) -> str:
+    """hitless.socket's InvocationID: it changes only if the socket restarts."""
+    return unit_props(env.server, SOCKET, "InvocationID")["InvocationID"]
+
+
+def require_socket_untouched(env: Env, invocation: str) -> None:
+    p = unit_props(env.server, SOCKET, "ActiveState", "InvocationID")
+    if p["ActiveState"] != "active" or p["InvocationID"] != invocation:
+        raise ScenarioFailed(f"{SOCKET} was stopped or restarted: {p} (was invocation {invocation})")
+
+
+def require_no_failed_slot(env: Env) -> None:
+    failed = [s.unit for s in slot_states(env).values() if s.active_state == "failed"]
+    if failed:
+        raise ScenarioFailed(f"left in failed state: {failed}")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .env import MODES, Env, ScenarioFailed, unit_prop
+from .env import LATENCY_SLACK_MS, MODES, Env, ScenarioFailed, unit_prop
 from .records import ProbeReport, ProbeStatus
 
 
@@ -165,3 +165,21 @@ class Probe:
         if rc != 0:
             raise ScenarioFailed(f"probe {self.unit} wrote no report (exit status {status}):\n{text}")
         return Stopped(status, ProbeReport.from_json(json.loads(raw)), text)
+
+
+def steady_p99_ms(env: Env, seconds: int = 3) -> float:
+    """The worst per-mode p99 latency of a short run of the usual load while
+    nothing happens: the yardstick for latency during an upgrade."""
+    report_path = "/tmp/hitless-probe-steady.json"
+    rc, out = env.client.execute(
+        f"{shlex.quote(env.probe)} --url={env.url}/ --duration={seconds}s --concurrency={env.concurrency} "
+        f"--rate={env.rate} --report={report_path}"
+    )
+    report = ProbeReport.from_json(json.loads(env.client.succeed(f"cat {report_path}")))
+    Stopped(rc, report, out).require_pass("steady state")
+    return max(m.latency.p99_ms for m in report.modes.values())
+
+
+def latency_bound_ms(steady_p99: float) -> float:
+    """What an upgrade may cost a new request (see LATENCY_SLACK_MS)."""
+    return 2 * steady_p99 + LATENCY_SLACK_MS

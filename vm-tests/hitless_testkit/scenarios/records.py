@@ -195,16 +195,71 @@ class UpgradeResult:
 
 
 @dataclass
-class SlowResult:
+class OverlapResult:
     slow_ms: int
-    restart_s: float
+    upgrade_s: float
+    """How long the upgrade command took (it returns once the new version
+    serves), in seconds."""
+    old_slot_drained_s: float
+    """From the upgrade's return until the old slot had stopped, in seconds."""
+    steady_p99_ms: float
+    latency_bound_ms: float
+    overlap_seen: bool
+    """The new version answered while the old one still held slow requests."""
     slow_completed_on_old: int
     slow: dict[str, ModeNumbers]
     fast: dict[str, ModeNumbers]
 
 
 @dataclass
+class BadBuildResult:
+    kind: str
+    """How the build is broken: "exits" before READY=1, or "hangs" without it."""
+    attempt_s: float
+    """How long the failed upgrade took before it gave up, in seconds."""
+    attempt_output: str
+    modes: dict[str, ModeNumbers]
+    next_upgrade_s: float
+    """The good upgrade after it, in seconds."""
+
+
+@dataclass
+class DeadPeerResult:
+    upgrade_s: float
+    """The upgrade with a dead HTTP/2 peer on the old slot, in seconds."""
+    old_slot_drained_s: float
+    """From the upgrade's return until the old slot had stopped, in seconds."""
+    steady_p99_ms: float
+    latency_bound_ms: float
+    modes: dict[str, ModeNumbers]
+
+
+@dataclass
+class CrashLoopResult:
+    seconds: float
+    """How long the crashing build ran, in seconds."""
+    restarts: int
+    """How often systemd restarted it meanwhile."""
+    failed: int
+    """Requests that failed while it crashed (those it held)."""
+    failures_by_reason: dict[str, int]
+    socket_state: str
+    recovered_with: str
+    """What brought the good version back."""
+    modes_after: dict[str, ModeNumbers]
+
+
+@dataclass
+class AdminResult:
+    status_line: str
+    """What the slots' status command printed for the serving slot."""
+    restart_s: float
+    restart_modes: dict[str, ModeNumbers]
+
+
+@dataclass
 class SigkillResult:
+    slot: str
     recovery_ms: float
     """From the kill until a new client got its answer."""
     failed: int
@@ -217,6 +272,7 @@ class SigkillResult:
 
 @dataclass
 class UnitsResult:
+    unit: str
     exposure: float
     rating: str
     in_container: str
@@ -229,5 +285,16 @@ class NegativeControlResult:
     reason: list[str] = field(default_factory=list)
 
 
-Record = ActivationResult | UpgradeResult | SlowResult | SigkillResult | UnitsResult | NegativeControlResult
+Record = (
+    ActivationResult
+    | UpgradeResult
+    | OverlapResult
+    | BadBuildResult
+    | DeadPeerResult
+    | SigkillResult
+    | CrashLoopResult
+    | AdminResult
+    | UnitsResult
+    | NegativeControlResult
+)
 """Anything a scenario or check records in Env.results."""

@@ -21,7 +21,7 @@ def format_results(results: Mapping[str, Record]) -> str:
         lines.append(f"{name}:")
         r: dict[str, Any] = dataclasses.asdict(record)
         for k, v in r.items():
-            if k in ("modes", "slow", "fast") and isinstance(v, dict):
+            if isinstance(v, dict) and v and all(isinstance(m, dict) and "requests" in m for m in v.values()):
                 for mode, m in v.items():
                     lines.append(
                         f"  {k + ' ' if k != 'modes' else ''}{mode:<10} requests={m['requests']:<7} "

@@ -1,27 +1,28 @@
-"""SIGKILL under load: systemd restarts the service, the socket stays open."""
+"""SIGKILL of the serving slot under load: systemd restarts it, the socket
+stays open."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 
-from .env import Env, ScenarioFailed, served, unit_prop
+from .env import Env, ScenarioFailed, live_slot, unit_prop
 from .probe import Probe, Stopped
 from .records import ProbeStatus, SigkillResult, mode_numbers
 
 
 def sigkill_under_load(env: Env, slow_ms: int = 2000) -> SigkillResult:
-    """SIGKILL the service under load: systemd restarts it (Restart=on-failure)
+    """SIGKILL the serving slot under load: systemd restarts it (Restart=on-failure)
     and the socket stays open, so only the requests the killed process held
     can fail, and new connections wait in the queue until the new process
     serves them. Besides the usual load, one /slow request per client mode
     is kept in flight, so the kill certainly hits requests: those (and at
     most one request per fast worker) may fail, nothing else."""
     s = env.server
-    with env.subtest("SIGKILL under load: systemd restarts the service"):
-        served(env)
-        pid = int(unit_prop(s, "hitless.service", "MainPID"))
-        restarts0 = int(unit_prop(s, "hitless.service", "NRestarts") or 0)
+    with env.subtest("SIGKILL of the serving slot under load: systemd restarts it"):
+        slot = live_slot(env)
+        pid = slot.main_pid
+        restarts0 = slot.n_restarts
         fast = Probe(env, "sigkill")
         slow = Probe(
             env,
@@ -49,7 +50,7 @@ def sigkill_under_load(env: Env, slow_ms: int = 2000) -> SigkillResult:
                 "t1=$(date +%s%N); echo $(( (t1 - t0) / 1000 ))"
             )
             recovery_ms = int(out.strip().splitlines()[-1]) / 1000
-            s.wait_for_unit("hitless.service")
+            s.wait_for_unit(slot.unit)
             st = fast.status() or st
             fast.wait_ok({m: st.ok(m) for m in fast.modes}, fail_fast=False)
             sst = slow.status() or ProbeStatus(modes={})
@@ -59,8 +60,8 @@ def sigkill_under_load(env: Env, slow_ms: int = 2000) -> SigkillResult:
             stopped: list[Stopped] = [p.stop() for p in started]
         f_stop, s_stop = stopped
         report, s_report = f_stop.report, s_stop.report
-        new_pid = int(unit_prop(s, "hitless.service", "MainPID"))
-        restarts = int(unit_prop(s, "hitless.service", "NRestarts") or 0) - restarts0
+        new_pid = int(unit_prop(s, slot.unit, "MainPID"))
+        restarts = int(unit_prop(s, slot.unit, "NRestarts") or 0) - restarts0
         if new_pid in (0, pid) or restarts != 1:
             raise ScenarioFailed(
                 f"expected one automatic restart, got NRestarts +{restarts}, MainPID {pid} -> {new_pid}"
@@ -91,6 +92,7 @@ def sigkill_under_load(env: Env, slow_ms: int = 2000) -> SigkillResult:
                 failed_requests=failed + slow_failed,
             )
         res = SigkillResult(
+            slot=slot.unit,
             recovery_ms=round(recovery_ms, 1),
             failed=failed,
             in_flight_bound=in_flight_bound,
