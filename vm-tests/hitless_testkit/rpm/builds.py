@@ -90,3 +90,76 @@ def build_again(r: RpmRun) -> None:
 def build_v2(r: RpmRun) -> None:
     s = build(r, r.out / "v2", version=V2)
     r.results.build_v2_s = round(s, 1)
+
+
+BROKEN_VERSION = "3.0.0"
+"""The version of the package whose binary is broken on purpose."""
+
+BROKEN_SPEC = """\
+Name:           hitless
+Version:        {version}
+Release:        1
+Summary:        hitless with a binary that exits at once: a test of failed upgrades
+License:        MIT OR Apache-2.0
+Source0:        hitless-broken
+Source1:        hitless.socket
+Source2:        hitless.service
+Source3:        hitless@.service
+Source4:        hitless-slots
+
+%description
+The units and scriptlets of the real package, with a binary that exits
+before it is ready, as a broken release would.
+
+%install
+install -Dpm 0755 %{{SOURCE0}} %{{buildroot}}%{{_bindir}}/hitless
+install -Dpm 0644 %{{SOURCE1}} %{{buildroot}}%{{_unitdir}}/hitless.socket
+install -Dpm 0644 %{{SOURCE2}} %{{buildroot}}%{{_unitdir}}/hitless.service
+install -Dpm 0644 %{{SOURCE3}} %{{buildroot}}%{{_unitdir}}/hitless@.service
+install -Dpm 0755 %{{SOURCE4}} %{{buildroot}}%{{_libexecdir}}/hitless/hitless-slots
+
+{scriptlets}
+%files
+%{{_bindir}}/hitless
+%{{_unitdir}}/hitless.socket
+%{{_unitdir}}/hitless.service
+%{{_unitdir}}/hitless@.service
+%dir %{{_libexecdir}}/hitless
+%{{_libexecdir}}/hitless/hitless-slots
+"""
+
+
+def build_broken(r: RpmRun) -> Path:
+    """A hitless package whose binary exits before READY=1, with the real
+    package's units, helper and scriptlets (taken verbatim from
+    rpm/hitless.spec): what a broken release looks like to the host."""
+    spec = (r.src / "rpm/hitless.spec").read_text()
+    start, end = spec.index("\n%post\n"), spec.index("\n%files\n")
+    top = r.tmp / "broken"
+    sources = top / "SOURCES"
+    sources.mkdir(parents=True, exist_ok=True)
+    (sources / "hitless-broken").write_text('#!/bin/sh\necho "hitless: this build is broken on purpose" >&2\nexit 1\n')
+    for name in ("hitless.socket", "hitless.service", "hitless@.service", "hitless-slots"):
+        shutil.copy(r.src / "units" / name, sources / name)
+    path = top / "hitless-broken.spec"
+    path.write_text(BROKEN_SPEC.format(version=BROKEN_VERSION, scriptlets=spec[start + 1 : end + 1]))
+    run(
+        [
+            "rpmbuild",
+            "-bb",
+            "--nodeps",
+            "--quiet",
+            "--target",
+            "x86_64",
+            "--define",
+            f"_topdir {top}",
+            "--define",
+            "_unitdir /usr/lib/systemd/system",
+            "--define",
+            "debug_package %{nil}",
+            str(path),
+        ]
+    )
+    rpm = top / "RPMS/x86_64" / f"hitless-{BROKEN_VERSION}-1.x86_64.rpm"
+    need(rpm.is_file(), f"rpmbuild made no {rpm.name}")
+    return rpm

@@ -16,6 +16,8 @@ from ..log import log
 from ..nspawn import Machine, preflight, subtest
 from ..outcomes import Outcomes
 from ..rootfs import ensure_rootfs
+from ..scenarios.env import live_slot, slot_states
+from .builds import BROKEN_VERSION, build_broken
 from .host import V2, CheckFailed, FlavorResult, RpmRun, RpmUpgrade, need, run
 
 # README.md and docs/rpm.md tell users exactly this; the containers run it verbatim.
@@ -51,21 +53,22 @@ def containers(r: RpmRun, outcomes: Outcomes) -> None:
         need(ENABLE_CMD in (r.src / doc).read_text(), f"{doc} does not tell users `{ENABLE_CMD}`")
     rootfs = ensure_rootfs()
     stand = standins(r)
+    broken = build_broken(r)
     log_dir = r.out / "containers"
     for flavor in FLAVORS:
         outcomes.run(
             f"container {flavor}: rpm -i, enable, rpm -U under load, rpm -e",
-            functools.partial(container_flow, r, flavor, rootfs, stand, log_dir),
+            functools.partial(container_flow, r, flavor, rootfs, stand, broken, log_dir),
         )
 
 
-def container_flow(r: RpmRun, flavor: str, rootfs: Path, standin_dir: Path, log_dir: Path) -> None:
+def container_flow(r: RpmRun, flavor: str, rootfs: Path, standin_dir: Path, broken: Path, log_dir: Path) -> None:
     res = FlavorResult()
     if flavor == "el8":
         r.results.el8 = res
     else:
         r.results.el9 = res
-    rpms = {r.v1: r.main_rpm("v1"), V2: r.main_rpm("v2")}
+    rpms = {r.v1: r.main_rpm("v1"), V2: r.main_rpm("v2"), BROKEN_VERSION: broken}
     helper = "/usr/lib/systemd/systemd-update-helper"
     with Machine(rootfs, name=f"hitless-rpm-{flavor}", log_dir=log_dir) as m:
         try:
@@ -92,6 +95,8 @@ def container_flow(r: RpmRun, flavor: str, rootfs: Path, standin_dir: Path, log_
                     "test -x /usr/bin/hitless",
                     "test -f /usr/lib/systemd/system/hitless.socket",
                     "test -f /usr/lib/systemd/system/hitless.service",
+                    "test -f /usr/lib/systemd/system/hitless@.service",
+                    "test -x /usr/libexec/hitless/hitless-slots",
                     "test -f /usr/share/licenses/hitless/LICENSE.dependencies",
                 )
                 # "indirect": the service has only Also=hitless.socket in [Install].
@@ -118,36 +123,59 @@ def container_flow(r: RpmRun, flavor: str, rootfs: Path, standin_dir: Path, log_
             sock_id = m.get_unit_property("hitless.socket", "InvocationID")
             upgrades: list[RpmUpgrade] = []
 
-            def rpm_upgrade(version: str) -> None:
-                pid0 = m.get_unit_property("hitless.service", "MainPID")
+            def rpm_u(version: str) -> sc.Attempt:
                 t0 = time.monotonic()
-                out = m.succeed(
+                rc, out = m.execute(
                     f"rpm -U --oldpackage --nodeps /root/rpms/{rpms[version].name} 2>&1 "
-                    "| grep -v -e 'should not be used directly' -e 'assuming you know' || :"
+                    "| grep -v -e 'should not be used directly' -e 'assuming you know'; exit ${PIPESTATUS[0]}"
                 )
                 took = time.monotonic() - t0
                 if out.strip():
-                    log(f"rpm -U said: {out.strip()}")
-                pid1 = m.get_unit_property("hitless.service", "MainPID")
-                state = m.get_unit_property("hitless.service", "ActiveState")
-                markers = m.get_unit_property("hitless.service", "Markers")
+                    log(f"rpm -U to {version} said: {out.strip()}")
+                # What a failed flip prints: the scriptlet's line (EL8), or
+                # systemctl's from systemd's file trigger (EL9).
+                said_failed = "did not start" in out or "failed" in out.lower()
+                return sc.Attempt(ok=rc == 0 and not said_failed, seconds=took, output=out)
+
+            def rpm_upgrade(version: str) -> None:
+                before = live_slot(env)
+                got = rpm_u(version)
+                need(got.ok, f"rpm -U to {version} failed: {got.output}")
+                after = live_slot(env)
                 need(
                     m.get_unit_property("hitless.socket", "InvocationID") == sock_id,
                     "hitless.socket was restarted by the upgrade",
                 )
                 need(
-                    state == "active" and pid1 not in ("0", pid0),
-                    f"rpm -U to {version} did not restart hitless.service (MainPID {pid0} -> {pid1}, {state})",
+                    after.unit != before.unit and after.main_pid != before.main_pid,
+                    f"rpm -U to {version} did not flip slots ({before} -> {after})",
                 )
+                need(sc.served(env).version == version, f"rpm -U to {version}: another version serves")
+                markers = m.get_unit_property("hitless.service", "Markers")
                 need(markers == "", f"hitless.service still marked {markers!r} after the transaction")
                 need(m.succeed("rpm -q --qf '%{VERSION}' hitless").strip() == version, "rpm -q disagrees")
-                upgrades.append(RpmUpgrade(to=version, rpm_u_s=round(took, 2), pids=[pid0, pid1]))
+                upgrades.append(
+                    RpmUpgrade(
+                        to=version,
+                        rpm_u_s=round(got.seconds, 2),
+                        slots=[f"{before.unit} pid {before.main_pid}", f"{after.unit} pid {after.main_pid}"],
+                    )
+                )
 
-            env = sc.Env(server=m, client=m, upgrade=rpm_upgrade, versions=[r.v1, V2], subtest=subtest, log=log)
+            env = sc.Env(
+                server=m,
+                client=m,
+                upgrade=rpm_upgrade,
+                attempt=rpm_u,
+                broken={"exits": BROKEN_VERSION},
+                versions=[r.v1, V2],
+                subtest=subtest,
+                log=log,
+            )
             res.upgrade = sc.upgrade_under_load(env, rounds=r.rounds)
             res.rpm_upgrades = upgrades
 
-            with subtest(f"{flavor}: the package's scriptlets did the restart"):
+            with subtest(f"{flavor}: the package's scriptlets did the flips"):
                 journal = m.succeed("journalctl -b --no-pager -o cat _PID=1")
                 marked = journal.count("Queuing reload/restart jobs for marked units")
                 if flavor == "el9":
@@ -163,18 +191,30 @@ def container_flow(r: RpmRun, flavor: str, rootfs: Path, standin_dir: Path, log_
                     need(marked == 0, "EL8 path: something used Markers/--marked")
                 res.pid1_marked_restarts = marked
 
+            bad = sc.bad_build_rejected(env, "exits")
+            res.bad_package = bad
+            need(
+                ("did not start" in bad.attempt_output) if flavor == "el8" else ("failed" in bad.attempt_output),
+                f"rpm -U of the broken package did not say the new version failed: {bad.attempt_output!r}",
+            )
+
             with subtest(f"{flavor}: rpm -U with the service stopped leaves it stopped"):
                 cur = m.succeed("rpm -q --qf '%{VERSION}' hitless").strip()
                 other = V2 if cur == r.v1 else r.v1
                 m.succeed("systemctl stop hitless.service")
                 m.succeed(f"rpm -U --oldpackage --nodeps /root/rpms/{rpms[other].name} 2>/dev/null")
                 m.require_unit_state("hitless.service", "inactive")
+                states = {u: st.active_state for u, st in slot_states(env).items()}
+                need(set(states.values()) == {"inactive"}, f"a slot runs after rpm -U of a stopped service: {states}")
                 m.require_unit_state("hitless.socket", "active")
                 info = json.loads(m.succeed("curl -sS --fail --max-time 30 http://127.0.0.1:8080/version"))
                 need(info["version"] == other, f"after the upgrade the socket started {info['version']}")
 
             with subtest(f"{flavor}: rpm -e"):
                 m.succeed("rpm -e hitless 2>/dev/null")
+                for slot in sc.SLOTS:
+                    state = m.get_unit_property(slot, "ActiveState")
+                    need(state in ("inactive", ""), f"{slot} is {state} after rpm -e")
                 for u in ("hitless.socket", "hitless.service"):
                     state = m.get_unit_property(u, "ActiveState")
                     need(state in ("inactive", ""), f"{u} is {state} after rpm -e")
@@ -196,6 +236,8 @@ def container_flow(r: RpmRun, flavor: str, rootfs: Path, standin_dir: Path, log_
                     "/usr/bin/hitless",
                     "/usr/lib/systemd/system/hitless.socket",
                     "/usr/lib/systemd/system/hitless.service",
+                    "/usr/lib/systemd/system/hitless@.service",
+                    "/usr/libexec/hitless",
                     "/usr/share/licenses/hitless",
                     "/usr/share/doc/hitless",
                 ):
@@ -203,5 +245,5 @@ def container_flow(r: RpmRun, flavor: str, rootfs: Path, standin_dir: Path, log_
                 m.fail("ss -Hltn 'sport = :8080' | grep -q .")
                 m.fail("rpm -q hitless")
         except Exception:
-            m.dump_journal("hitless.socket", "hitless.service", lines=200)
+            m.dump_journal(sc.SOCKET, sc.CONTROLLER, *sc.SLOTS, lines=200)
             raise

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Failure
-from ..scenarios.records import UpgradeResult
+from ..scenarios.records import BadBuildResult, UpgradeResult
 
 V2 = "2.0.0"
 """The version the second package reports (HITLESS_VERSION for rpm/build)."""
@@ -72,9 +72,9 @@ def extract(rpm: Path, dest: Path) -> Path:
 class RpmUpgrade:
     to: str
     rpm_u_s: float
-    """How long `rpm -U` took, scriptlets and restart included."""
-    pids: list[str]
-    """MainPID of hitless.service before and after."""
+    """How long `rpm -U` took, scriptlets and the flip included."""
+    slots: list[str]
+    """The serving slot and its pid before and after."""
 
 
 @dataclass
@@ -83,6 +83,7 @@ class FlavorResult:
 
     upgrade: UpgradeResult | None = None
     rpm_upgrades: list[RpmUpgrade] = field(default_factory=list)
+    bad_package: BadBuildResult | None = None
     pid1_marked_restarts: int = 0
     after_erase_loadstate: dict[str, str] = field(default_factory=dict)
 

@@ -103,13 +103,16 @@ def check_binary(r: RpmRun) -> None:
 
 def check_units_and_licences(r: RpmRun) -> None:
     root = r.root("v1")
-    for u in ("hitless.socket", "hitless.service"):
+    for u in ("hitless.socket", "hitless.service", "hitless@.service"):
         shipped = root / "usr/lib/systemd/system" / u
         need(shipped.read_bytes() == (r.src / "units" / u).read_bytes(), f"{u} differs from units/{u}")
+    helper = root / "usr/libexec/hitless/hitless-slots"
+    need(helper.read_bytes() == (r.src / "units/hitless-slots").read_bytes(), "hitless-slots differs from units/")
+    need(helper.stat().st_mode & 0o111 != 0, "hitless-slots is not executable")
     service = (r.src / "units/hitless.service").read_text()
     need(
-        not re.search(r"^\s*ExecReload\s*=", service, re.M),
-        "hitless.service has ExecReload=: EL9's reload-or-restart --marked would reload, not restart",
+        re.search(r"^ExecReload=/usr/libexec/hitless/hitless-slots flip$", service, re.M) is not None,
+        "hitless.service has no ExecReload= that flips: EL9's reload-or-restart --marked would restart it",
     )
     tag = run(
         [
@@ -171,11 +174,12 @@ def check_scriptlets(r: RpmRun) -> None:
         any(ln.startswith("systemctl --no-reload disable --now hitless.socket hitless.service") for ln in preun),
         "%preun: no disable --now",
     )
-    # Upgrade: restart the service, never the socket.
+    # Upgrade: reload (flip) the service if it runs, never touch the socket.
     need(postun[0] == "if [ $1 -ge 1 ]; then", f"%postun not guarded by $1 -ge 1: {postun[0]}")
     need(f"{helper} mark-restart-system-units hitless.service || :" in postun, "%postun: EL9 mark missing")
     need(
-        any(ln.startswith("systemctl try-restart hitless.service") for ln in postun), "%postun: EL8 try-restart missing"
+        any("systemctl try-reload-or-restart hitless.service" in ln for ln in postun),
+        "%postun: EL8 try-reload-or-restart missing",
     )
     need("hitless.socket" not in "\n".join(postun), "%postun touches hitless.socket")
     need(
@@ -183,9 +187,9 @@ def check_scriptlets(r: RpmRun) -> None:
         "%post/%preun stop or restart something",
     )
     # The EL9 branch must come first: a host with the helper must not also
-    # run try-restart (two restarts).
+    # run try-reload-or-restart (two flips).
     i_mark = next(i for i, ln in enumerate(postun) if "mark-restart-system-units" in ln)
-    i_try = next(i for i, ln in enumerate(postun) if "try-restart" in ln)
+    i_try = next(i for i, ln in enumerate(postun) if "try-reload-or-restart" in ln)
     need(
         i_mark < i_try and any(ln.startswith("elif") for ln in postun[i_mark:i_try]),
         "%postun: EL8 and EL9 branches are not exclusive",
@@ -196,7 +200,7 @@ def check_scriptlets(r: RpmRun) -> None:
         f"OrderWithRequires(post/preun/postun): systemd missing: {order}",
     )
     log(
-        "scriptlets: %post presets, %preun disables --now, %postun marks (EL9) or try-restarts (EL8) "
+        "scriptlets: %post presets, %preun disables --now, %postun marks (EL9) or try-reload-or-restarts (EL8) "
         "hitless.service only; all POSIX sh"
     )
 
