@@ -1,8 +1,11 @@
-# The hardening of hitless.service scores no worse in `systemd-analyze
-# security` than the threshold the container tests enforce on the same unit
-# file: both as NixOS runs it (the packaged unit plus the module's drop-in,
-# scored by the running systemd) and offline, the packaged file alone (what
-# the container tests score).
+# The hardening of the units as NixOS runs them (the packaged unit plus the
+# module's drop-in, scored by the running systemd) and of the packaged files
+# offline. A slot (hitless@blue.service, the process that faces the network)
+# and hitless.service (which only drives the slots, as root) are scored. The
+# container tests hold them to their bounds on systemd 252; NixOS' newer
+# systemd may weigh settings 252 does not know, so this test prints every
+# score, holds each unit to the rating systemd calls safe (slot) or OK
+# (hitless.service), and compares with the container bounds only in its log.
 { pkgs, self }:
 
 let
@@ -21,8 +24,14 @@ pkgs.testers.runNixOSTest {
 
     from hitless_testkit import scenarios as sc
 
-    # The container tests' limit, from the shared scenarios.
-    threshold = float(sc.MAX_EXPOSURE)
+    units = "${packages.hitless}/lib/systemd/system"
+    # systemd-analyze's ratings: below 2.0 is "SAFE", below 5.0 "OK".
+    checks = [
+        ("hitless@blue.service", f"--offline=true {units}/hitless@.service", "hitless@i.service", 2.0,
+         sc.MAX_EXPOSURE),
+        ("hitless.service", f"--offline=true {units}/hitless.service", "hitless.service", 5.0,
+         sc.CONTROLLER_MAX_EXPOSURE),
+    ]
 
 
     def exposure(args, unit):
@@ -35,14 +44,12 @@ pkgs.testers.runNixOSTest {
 
     machine.wait_for_unit("hitless.socket")
 
-    with subtest("hitless.service as NixOS runs it"):
-        score = exposure("hitless.service", "hitless.service")
-        print(f"SECURITY SCORE (NixOS, unit + drop-in): hitless.service {score} (threshold {threshold})")
-        assert score <= threshold, f"hitless.service exposure {score} > {threshold}"
-
-    with subtest("the packaged unit file, offline"):
-        score = exposure("--offline=true ${packages.hitless}/lib/systemd/system/hitless.service", "hitless.service")
-        print(f"SECURITY SCORE (offline, packaged unit): hitless.service {score} (threshold {threshold})")
-        assert score <= threshold, f"packaged hitless.service exposure {score} > {threshold}"
+    for unit, offline_args, offline_name, bound, container_bound in checks:
+        with subtest(f"{unit} as NixOS runs it, and the packaged file offline"):
+            for how, args, name in (("NixOS, unit + drop-in", unit, unit), ("offline", offline_args, offline_name)):
+                score = exposure(args, name)
+                print(f"SECURITY SCORE ({how}): {unit} {score} (bound {bound}; systemd 252 in the "
+                      f"container tests: at most {container_bound})")
+                assert score < bound, f"{unit} ({how}) exposure {score} is not below {bound}"
   '';
 }

@@ -1,6 +1,6 @@
 # Socket activation on demand: after boot only hitless.socket (PID 1) listens;
-# the first request starts hitless.service, which serves it on the inherited
-# socket. A stopped service is started again by the next request, also when
+# the first request starts hitless.service, which starts a slot
+# (hitless@blue.service) that serves it on the inherited socket. A stopped service is started again by the next request, also when
 # all three client modes arrive at once (the container tests' scenario).
 # Also checks that services.hitless.listen replaces the unit's ListenStream=
 # list (here a TCP port plus a unix socket, both passed to the one process).
@@ -37,6 +37,8 @@ pkgs.testers.runNixOSTest {
     with subtest("only the socket is up after boot"):
         # Not wait_for_open_port: it connects, which would start the service.
         machine.require_unit_state("hitless.service", "inactive")
+        for slot in sc.SLOTS:
+            machine.require_unit_state(slot, "inactive")
         machine.succeed("ss -Hltn 'sport = :8080' | grep LISTEN")
         machine.succeed("test -S /run/hitless.sock")
         listens = machine.succeed("systemctl show --property=Listen --value hitless.socket")
@@ -45,6 +47,9 @@ pkgs.testers.runNixOSTest {
     with subtest("the first request starts the service"):
         first = version_over("http://127.0.0.1:8080/version")
         machine.require_unit_state("hitless.service", "active")
+        machine.require_unit_state("hitless@blue.service", "active")
+        pid = machine.succeed("systemctl show --property=MainPID --value hitless@blue.service").strip()
+        assert int(pid) == first["pid"], (pid, first)
         assert first["version"] == "1.0.0", first
         assert first["socket_activated"], first
         kinds = sorted(listener["kind"] for listener in first["listeners"])
