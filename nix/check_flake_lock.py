@@ -33,11 +33,11 @@ def problems(lock: dict[str, Any], flake_nix: str) -> list[str]:
         errors.append(f"lock file version is {lock.get('version')!r}, expected 7")
     declared = INPUT_URL.findall(flake_nix)
     if [name for name, _ in declared] != ["nixpkgs"]:
-        return errors + [f"flake.nix declares inputs {declared}, expected exactly one: nixpkgs"]
+        return [*errors, f"flake.nix declares inputs {declared}, expected exactly one: nixpkgs"]
     url = declared[0][1]
     m = GITHUB_URL.fullmatch(url)
     if not m:
-        return errors + [f"inputs.nixpkgs.url = {url!r} is not github:OWNER/REPO/REF"]
+        return [*errors, f"inputs.nixpkgs.url = {url!r} is not github:OWNER/REPO/REF"]
     owner, repo, ref = m.groups()
 
     nodes = lock.get("nodes", {})
