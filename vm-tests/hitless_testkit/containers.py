@@ -229,15 +229,17 @@ class Runner:
             "systemctl daemon-reload",
         )
 
-    def control(self, name: str, m: Machine, scenario: Callable[[sc.Env], object], how: str) -> None:
-        """Run `scenario` with a defect planted; it must fail, for the reason
-        `how` describes; record the control."""
+    def control(self, name: str, m: Machine, scenario: Callable[[sc.Env], object], how: str, because: str = "") -> None:
+        """Run `scenario` with a defect planted (`how` describes it); it must
+        fail, with `because` in its message; record the control."""
         env = self.env(m)
         env.results = {}
         try:
             scenario(env)
         except sc.ScenarioFailed as e:
             first = [line for line in str(e).splitlines()[:4] if line.strip()]
+            if because not in str(e):
+                raise sc.ScenarioFailed(f"{name}: the scenario failed, but not because {because!r}: {first}") from e
             log(f"{name}: the scenario failed, as it must: " + " | ".join(first))
             self.results[name] = NegativeControlResult(detected=True, failed_requests=e.failed_requests, reason=first)
             return
@@ -265,7 +267,13 @@ class Runner:
                 f"chmod 0755 {script}",
             )
             self.drop_in(m, sc.CONTROLLER, f"[Service]\nExecReload=\nExecReload={script}\n")
-            self.control("control-stop-then-start", m, sc.upgrade_with_slow_requests, "stop-then-start upgrades")
+            self.control(
+                "control-stop-then-start",
+                m,
+                sc.upgrade_with_slow_requests,
+                "stop-then-start upgrades",
+                "over the bound",
+            )
 
     def control_start_limit(self, m: Machine) -> None:
         """systemd's default start limit on the slots: the crash loop
@@ -273,7 +281,9 @@ class Runner:
         (a good binary, `systemctl start hitless.socket`) must work."""
         with subtest("negative control: with the default start limit a crash loop fails the socket"):
             self.drop_in(m, "hitless@.service", "[Unit]\nStartLimitIntervalSec=10s\nStartLimitBurst=5\n")
-            self.control("control-start-limit", m, sc.crash_loop_survives, "the default start limit")
+            self.control(
+                "control-start-limit", m, sc.crash_loop_survives, "the default start limit", "was not always active"
+            )
         with subtest("recovery from a failed socket: a good build, then systemctl start hitless.socket"):
             state = m.get_unit_property(sc.SOCKET, "ActiveState")
             log(f"{sc.SOCKET} is {state} (Result={m.get_unit_property(sc.SOCKET, 'Result')})")

@@ -48,10 +48,8 @@ def crash_loop_survives(env: Env, seconds: float = 12.0) -> CrashLoopResult:
             while time.monotonic() - t0 < seconds:
                 socket_states[unit_props(s, SOCKET, "ActiveState")["ActiveState"]] += 1
                 time.sleep(0.2)
-            restarts = sum(st.n_restarts for st in slot_states(env).values()) - restarts0
             crash_s = time.monotonic() - t0
-            env.upgrade_to(good)
-            recovered_with = f"an upgrade to {good}"
+            restarts = sum(st.n_restarts for st in slot_states(env).values()) - restarts0
         finally:
             c_stop = crashing.stop()
         failures = [f for m in c_stop.report.modes.values() for f in m.failures]
@@ -67,6 +65,8 @@ def crash_loop_survives(env: Env, seconds: float = 12.0) -> CrashLoopResult:
             raise ScenarioFailed(
                 "crash loop: " + "; ".join(problems) + "\n" + c_stop.text, failed_requests=c_stop.report.failed()
             )
+        env.upgrade_to(good)
+        recovered_with = f"an upgrade to {good}"
         require_socket_untouched(env, sock)
 
         after = Probe(env, "after-crash-loop", expect=[good]).start()

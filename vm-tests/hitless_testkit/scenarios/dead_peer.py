@@ -55,9 +55,11 @@ def dead_h2_peer(env: Env, drain_timeout_s: float = 20.0) -> DeadPeerResult:
             time.sleep(env.hold)
             t0 = time.monotonic()
             env.upgrade_to(nxt)
-            upgrade_s = time.monotonic() - t0
+            upgraded_at = time.monotonic()
+            upgrade_s = upgraded_at - t0
             probe.wait_seen([cur, nxt])
-            drained_s = wait_slot_inactive(env, old.unit, timeout=drain_timeout_s + 15)
+            wait_slot_inactive(env, old.unit, timeout=drain_timeout_s + 15)
+            drained_s = time.monotonic() - upgraded_at
             time.sleep(env.hold)
         finally:
             stopped = probe.stop()

@@ -66,7 +66,8 @@ def upgrade_with_slow_requests(env: Env, slow_ms: int = 3000, slow_concurrency: 
             t0 = time.monotonic()
             remaining = slow_ms / 1000 - (t0 - slow_started)
             env.upgrade_to(nxt)
-            upgrade_s = time.monotonic() - t0
+            upgraded_at = time.monotonic()
+            upgrade_s = upgraded_at - t0
             env.log(f"upgrade with slow requests in flight took {upgrade_s:.2f}s")
             fast.wait_seen(seq)
             # The new version answers; have the slow requests in flight at
@@ -75,7 +76,8 @@ def upgrade_with_slow_requests(env: Env, slow_ms: int = 3000, slow_concurrency: 
             sst = slow.status()
             overlap_seen = sst is not None and all(sst.ok(m) == 0 for m in slow.modes)
             slow.wait_seen(seq, timeout=slow_ms / 1000 + 60)
-            drained_s = wait_slot_inactive(env, old.unit, timeout=slow_ms / 1000 + 40)
+            wait_slot_inactive(env, old.unit, timeout=slow_ms / 1000 + 40)
+            drained_s = time.monotonic() - upgraded_at
             time.sleep(env.hold)
         finally:
             results: list[Stopped] = [p.stop() for p in started]
