@@ -1,0 +1,57 @@
+//! File descriptors: systemd starts services with a soft `RLIMIT_NOFILE` of
+//! 1024 (systemd.exec(5), `LimitNOFILE=`); the server raises it to the hard
+//! limit, so it can hold more connections than that.
+// These run the `hitless` binary, which needs the default feature "cli".
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// More connections than a soft limit of 1024 descriptors can hold.
+const CONNECTIONS: usize = 1100;
+
+#[test]
+fn serves_more_connections_than_a_soft_limit_of_1024() {
+    // This process holds the client side of every connection.
+    rlimit::increase_nofile_limit(4 * CONNECTIONS as u64).expect("raise own RLIMIT_NOFILE");
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    assert!(soft > CONNECTIONS as u64 + 64, "test needs more fds: {soft}");
+
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let mut server =
+        Launch::wrapped_with_listener(&["prlimit", "--nofile=1024:4096"], &listener)
+            .with_notify()
+            .spawn();
+    server.wait_ready();
+
+    let mut clients: Vec<Http1> = (0..CONNECTIONS)
+        .map(|i| {
+            let mut c = Http1::connect(addr).unwrap_or_else(|e| panic!("connect {i}: {e}"));
+            c.send("/healthz").unwrap_or_else(|e| panic!("send {i}: {e}"));
+            c
+        })
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.stream()
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let r = c
+            .recv()
+            .unwrap_or_else(|e| panic!("connection {i} of {CONNECTIONS} not served: {e}"));
+        assert_eq!(r.status, 200, "connection {i}");
+    }
+    // All of them open at once, and still usable.
+    assert_eq!(clients[0].get("/healthz").unwrap().status, 200);
+    server.sigterm();
+    drop(clients);
+    assert!(server.wait_exit(Duration::from_secs(30)).success());
+    let log = server.stderr();
+    assert!(
+        log.contains("RLIMIT_NOFILE") && log.contains("4096"),
+        "the raised limit is not logged: {log}"
+    );
+}
