@@ -37,11 +37,36 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     pub idle_grace: Duration,
 
-    /// Time a client has to send a complete request head. hyper starts this
-    /// timer as soon as it waits for a request, so it is also how long an
-    /// idle HTTP/1 keep-alive connection is kept.
+    /// Time a client has to send a complete request head: from the
+    /// connection's start for its first request, whatever the protocol
+    /// (HTTP/2: preface, SETTINGS and the first HEADERS); from its first
+    /// byte for a later HTTP/1 request. Connections that miss it are
+    /// closed.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// How long a connection with no request in flight stays open between
+    /// requests (HTTP/1 keep-alive; HTTP/2 with no stream open, closed with
+    /// GOAWAY). Announced on HTTP/1 responses as `Keep-Alive: timeout=N`
+    /// (whole seconds). Keep it above clients' pool idle timeouts.
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// How often an HTTP/2 connection that received nothing for that long
+    /// is checked with a PING, to find peers that have gone. 0s sends no
+    /// PINGs.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// How long to wait for the answer to such a PING before closing the
+    /// connection.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Keep the soft RLIMIT_NOFILE as started (systemd: 1024) instead of
+    /// raising it to the hard limit.
+    #[arg(long)]
+    pub keep_nofile_limit: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -61,6 +86,10 @@ impl Cli {
             drain_timeout: self.drain_timeout,
             idle_grace: self.idle_grace,
             header_read_timeout: self.header_read_timeout,
+            keepalive_timeout: self.keepalive_timeout,
+            http2_keepalive_interval: self.http2_keepalive_interval,
+            http2_keepalive_timeout: self.http2_keepalive_timeout,
+            raise_nofile_limit: !self.keep_nofile_limit,
         }
     }
 }

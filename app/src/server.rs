@@ -29,6 +29,7 @@ use crate::activation::{self, Activation};
 use crate::connection::Http;
 use crate::error::{DrainCut, Error};
 use crate::listener::{Listener, Origin, Socket};
+use crate::nofile;
 use crate::notify;
 use crate::settings::Settings;
 use crate::signals::StopSignals;
@@ -52,7 +53,10 @@ pub struct Server {
 impl Server {
     /// Take the listening sockets systemd passed (sd_listen_fds(3)), or bind
     /// [`Settings::fallback`] when the process is not socket-activated, and
-    /// read the watchdog interval (sd_watchdog_enabled(3)).
+    /// read the watchdog interval (sd_watchdog_enabled(3)). With
+    /// [`Settings::raise_nofile_limit`] (the default), first raise the soft
+    /// `RLIMIT_NOFILE` to the hard limit and log the limit; failing to
+    /// raise it is logged, not an error.
     ///
     /// Socket activation follows sd_listen_fds(3): fds from 3 on,
     /// `LISTEN_FDS` of them, only if `LISTEN_PID` is this process (otherwise
@@ -72,6 +76,9 @@ impl Server {
     /// fallback addresses cannot be bound; [`Error::Runtime`] when a socket
     /// cannot be set up.
     pub fn from_env(settings: Settings) -> Result<Server, Error> {
+        if settings.raise_nofile_limit {
+            nofile::raise_to_hard_limit();
+        }
         let var = |name| std::env::var(name).ok();
         let activation = activation::parse(
             var("LISTEN_FDS").as_deref(),

@@ -342,7 +342,14 @@ fn silent_http2_peers_do_not_hold_the_drain() {
         .unwrap();
     let mut served = std::net::TcpStream::connect(addr).unwrap();
     served
-        .write_all(&[h2_raw::PREFACE, h2_raw::SETTINGS, &h2_raw::get(1, "/healthz")].concat())
+        .write_all(
+            &[
+                h2_raw::PREFACE,
+                h2_raw::SETTINGS,
+                &h2_raw::get(1, "/healthz"),
+            ]
+            .concat(),
+        )
         .unwrap();
     assert_eq!(
         h2_raw::read_response_status(&mut served, 1, Duration::from_secs(10)),

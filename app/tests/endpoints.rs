@@ -142,7 +142,14 @@ fn curl_uploading_a_large_body_gets_the_early_response() {
     file.write_all(&vec![b'x'; LARGE_BODY]).unwrap();
     for round in 0..3 {
         let out = std::process::Command::new("curl")
-            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary"])
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--data-binary",
+            ])
             .arg(format!("@{}", file.path().display()))
             .arg(format!("http://{addr}/"))
             .output()

@@ -18,20 +18,23 @@ fn serves_more_connections_than_a_soft_limit_of_1024() {
     // This process holds the client side of every connection.
     rlimit::increase_nofile_limit(4 * CONNECTIONS as u64).expect("raise own RLIMIT_NOFILE");
     let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
-    assert!(soft > CONNECTIONS as u64 + 64, "test needs more fds: {soft}");
+    assert!(
+        soft > CONNECTIONS as u64 + 64,
+        "test needs more fds: {soft}"
+    );
 
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let mut server =
-        Launch::wrapped_with_listener(&["prlimit", "--nofile=1024:4096"], &listener)
-            .with_notify()
-            .spawn();
+    let mut server = Launch::wrapped_with_listener(&["prlimit", "--nofile=1024:4096"], &listener)
+        .with_notify()
+        .spawn();
     server.wait_ready();
 
     let mut clients: Vec<Http1> = (0..CONNECTIONS)
         .map(|i| {
             let mut c = Http1::connect(addr).unwrap_or_else(|e| panic!("connect {i}: {e}"));
-            c.send("/healthz").unwrap_or_else(|e| panic!("send {i}: {e}"));
+            c.send("/healthz")
+                .unwrap_or_else(|e| panic!("send {i}: {e}"));
             c
         })
         .collect();
@@ -45,11 +48,17 @@ fn serves_more_connections_than_a_soft_limit_of_1024() {
         assert_eq!(r.status, 200, "connection {i}");
     }
     // All of them open at once, and still usable.
-    assert_eq!(clients[0].get("/healthz").unwrap().status, 200);
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = c
+            .get("/healthz")
+            .unwrap_or_else(|e| panic!("connection {i} no longer served: {e}"));
+        assert_eq!(r.status, 200, "connection {i}");
+    }
     server.sigterm();
     drop(clients);
     assert!(server.wait_exit(Duration::from_secs(30)).success());
     let log = server.stderr();
+    assert!(!log.contains("failed"), "accept() failed: {log}");
     assert!(
         log.contains("RLIMIT_NOFILE") && log.contains("4096"),
         "the raised limit is not logged: {log}"

@@ -115,7 +115,12 @@ fn idle_http2_connections_are_closed_after_the_keepalive_timeout() {
     let _server = start(&listener, &["--keepalive-timeout", "2s"]);
     let mut s = connect_and_send(
         addr,
-        &[h2_raw::PREFACE, h2_raw::SETTINGS, &h2_raw::get(1, "/healthz")].concat(),
+        &[
+            h2_raw::PREFACE,
+            h2_raw::SETTINGS,
+            &h2_raw::get(1, "/healthz"),
+        ]
+        .concat(),
     );
     assert_eq!(h2_raw::read_response_status(&mut s, 1, BOUND), Some(200));
     assert_closed_after(&mut s, Duration::from_secs(2), "idle h2");

@@ -128,8 +128,11 @@ impl Launch {
         let (program, args) = wrapper.split_first().expect("empty wrapper");
         let fd: OwnedFd = listener.try_clone().expect("dup listener").into();
         let mut cmd = Command::new(program);
-        cmd.args(args).args(["sh", "-c", EXEC_WITH_LISTEN_PID]).arg(BIN);
-        cmd.env("LISTEN_FDS", "1").env("LISTEN_FDNAMES", "test.socket");
+        cmd.args(args)
+            .args(["sh", "-c", EXEC_WITH_LISTEN_PID])
+            .arg(BIN);
+        cmd.env("LISTEN_FDS", "1")
+            .env("LISTEN_FDNAMES", "test.socket");
         Launch {
             cmd,
             fds: vec![fd],
@@ -449,7 +452,12 @@ pub fn wait_closed(s: &mut TcpStream, bound: Duration) -> Option<Duration> {
         match s.read(&mut buf) {
             Ok(0) => return Some(start.elapsed()),
             Ok(_) => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return None
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
