@@ -47,6 +47,9 @@ pub(crate) struct State {
     pub(crate) head_started: Option<Instant>,
     /// When bytes were last written to the peer.
     pub(crate) last_write: Instant,
+    /// When bytes were last read from the peer (or the lingering close
+    /// began).
+    pub(crate) last_read: Instant,
     /// The peer closed its side (a read returned end of file).
     pub(crate) peer_closed: bool,
     /// The connection is in its lingering close.
@@ -73,6 +76,7 @@ impl Activity {
                 idle_since: now,
                 head_started: None,
                 last_write: now,
+                last_read: now,
                 peer_closed: false,
                 lingering: false,
             }),
@@ -111,6 +115,7 @@ impl Activity {
                 s.peer_closed = true;
                 return true;
             }
+            s.last_read = Instant::now();
             let before = s.protocol;
             if s.protocol == Protocol::Unknown {
                 s.protocol = sniff(&mut s.preface_matched, bytes);
@@ -136,7 +141,16 @@ impl Activity {
     pub(crate) fn set_lingering(&self, lingering: bool) {
         self.update(|s| {
             s.lingering = lingering;
+            s.last_read = Instant::now();
             true
+        });
+    }
+
+    /// Bytes were read and discarded in the lingering close.
+    pub(crate) fn on_discard(&self) {
+        self.update(|s| {
+            s.last_read = Instant::now();
+            false
         });
     }
 

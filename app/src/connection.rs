@@ -91,12 +91,20 @@ impl fmt::Display for Why {
 }
 
 /// When a connection in `state` is due, and for what; `None` while a
-/// request is in flight or the lingering close runs (both end by
-/// themselves). `closing` is when the drain (or an HTTP/2 idle GOAWAY)
-/// began.
+/// request is in flight, or while the lingering close runs outside a drain
+/// (both end by themselves). `closing` is when the drain (or an HTTP/2 idle
+/// GOAWAY) began.
 fn next_step(state: &State, closing: Option<Instant>, t: &Timeouts) -> Option<(Instant, Step)> {
-    if state.in_flight > 0 || state.lingering {
+    if state.in_flight > 0 {
         return None;
+    }
+    if state.lingering {
+        // While draining, a client still sending is let finish (within the
+        // lingering bounds); a quiet one does not hold the drain.
+        return closing.map(|since| {
+            let quiet = since.max(state.last_read);
+            (quiet + t.idle_grace, Step::Cut(Why::IdleGrace))
+        });
     }
     // The head of a request being received: the first request's from
     // accept(), a later HTTP/1 request's from its first byte.
@@ -330,10 +338,19 @@ mod tests {
     }
 
     #[test]
-    fn lingering_is_left_to_its_own_bounds() {
+    fn lingering_has_its_own_bounds_but_not_in_a_drain() {
         let a = Activity::new();
         a.set_lingering(true);
         assert_eq!(next_step(&a.snapshot(), None, &T), None);
-        assert_eq!(next_step(&a.snapshot(), Some(Instant::now()), &T), None);
+        let drain = Instant::now();
+        a.on_discard();
+        let s = a.snapshot();
+        assert_eq!(
+            next_step(&s, Some(drain), &T),
+            Some((
+                drain.max(s.last_read) + T.idle_grace,
+                Step::Cut(Why::IdleGrace)
+            ))
+        );
     }
 }

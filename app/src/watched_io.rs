@@ -11,6 +11,9 @@
 //! sees the end of the response), then whatever the client still sends is
 //! read and discarded until it closes its side, within
 //! [`LINGERING_TIME`], [`LINGERING_TIMEOUT`] and [`LINGERING_BYTES`].
+//! While draining, the connection task also ends a lingering close once the
+//! client has sent nothing for the idle grace, so that a client that does
+//! not close its side delays the next process no longer than that.
 //! Connections closed for a timeout, or cut by the drain, are closed at once.
 
 use std::future::Future;
@@ -90,6 +93,7 @@ impl<I: AsyncRead + Unpin> WatchedIo<I> {
                 }
                 Poll::Ready(Ok(())) => {
                     *discarded += buf.filled().len() as u64;
+                    self.activity.on_discard();
                     quiet.as_mut().reset(Instant::now() + LINGERING_TIMEOUT);
                 }
                 Poll::Ready(Err(e)) => {
