@@ -28,12 +28,16 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
-    /// During the drain, how long an idle HTTP/1 keep-alive connection stays
-    /// open so that a request the client already sent is still served (and
-    /// answered with `Connection: close`). It covers requests on their way
-    /// when SIGTERM came (a network round trip is plenty) and clients that
-    /// send their next request promptly; since a restart is stop-then-start,
-    /// it also delays the new process when idle connections are open.
+    /// During the drain, how long a connection with nothing in flight stays
+    /// open after it was last active (an idle HTTP/1 keep-alive connection,
+    /// an HTTP/2 connection with no stream open, a connection that sent no
+    /// request yet), so that a request the client already sent is still
+    /// served (and answered with `Connection: close`). It covers requests on
+    /// their way when SIGTERM came (a network round trip is plenty) and
+    /// clients that send their next request promptly; since a restart is
+    /// stop-then-start, it also delays the new process when idle
+    /// connections are open. Requests in flight are only cut by
+    /// --drain-timeout.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     pub idle_grace: Duration,
 
@@ -104,6 +108,29 @@ mod tests {
         assert!(cli.listen.is_empty());
         assert_eq!(cli.settings(), Settings::default());
         assert_eq!(cli.drain_timeout, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn connection_flags_reach_the_settings() {
+        let cli = Cli::try_parse_from([
+            "hitless",
+            "--keepalive-timeout",
+            "90s",
+            "--header-read-timeout",
+            "5s",
+            "--http2-keepalive-interval",
+            "0s",
+            "--http2-keepalive-timeout",
+            "2s",
+            "--keep-nofile-limit",
+        ])
+        .unwrap();
+        let s = cli.settings();
+        assert_eq!(s.keepalive_timeout, Duration::from_secs(90));
+        assert_eq!(s.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(s.http2_keepalive_interval, Duration::ZERO);
+        assert_eq!(s.http2_keepalive_timeout, Duration::from_secs(2));
+        assert!(!s.raise_nofile_limit);
     }
 
     #[test]

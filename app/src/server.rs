@@ -7,8 +7,9 @@
 //!    next process);
 //! 2. only then `STOPPING=1` (sd_notify(3));
 //! 3. every HTTP/1 response from now on carries `Connection: close`, HTTP/2
-//!    connections get GOAWAY, idle HTTP/1 connections get the idle grace
-//!    (see the `connection` module);
+//!    connections get GOAWAY, requests in flight are served to the end, and
+//!    connections with nothing in flight are closed once quiet for the idle
+//!    grace, whatever their protocol (see the `connection` module);
 //! 4. everything is bounded by the drain timeout; a second signal also ends
 //!    it.
 

@@ -27,14 +27,20 @@ pub struct Settings {
     /// below the unit's `TimeoutStopSec=` (systemd.service(5)) so systemd
     /// never has to SIGKILL the process. Default: 20 s.
     pub drain_timeout: Duration,
-    /// During the drain, how long an idle HTTP/1 keep-alive connection stays
-    /// open so that a request the client already sent, or sends meanwhile,
-    /// is still served (and answered with `Connection: close`, RFC 9112
-    /// §9.6). It covers requests on their way when the signal came (a
-    /// network round trip is plenty); since a restart is stop-then-start, it
-    /// also delays the next process when idle connections are open. Zero
-    /// means plain hyper `graceful_shutdown()`, which closes idle
-    /// connections at once and can lose such a request. Default: 100 ms.
+    /// During the drain, how long a connection with nothing in flight stays
+    /// open after it was last active: an idle HTTP/1 keep-alive connection,
+    /// so that a request the client already sent, or sends meanwhile, is
+    /// still served (and answered with `Connection: close`, RFC 9112 §9.6);
+    /// an HTTP/2 connection with no stream open, after its GOAWAY (RFC 9113
+    /// §6.8), so that a peer that never answers the GOAWAY's PING does not
+    /// hold the drain; a connection that has sent no request. It covers
+    /// requests on their way when the signal came (a network round trip is
+    /// plenty); since a restart is stop-then-start, it also delays the next
+    /// process when idle connections are open. Requests in flight (HTTP/2:
+    /// open streams) are not cut by it, only by
+    /// [`drain_timeout`](Settings::drain_timeout). Zero closes idle
+    /// connections at once, like plain hyper `graceful_shutdown()`, and can
+    /// lose such a request. Default: 100 ms.
     pub idle_grace: Duration,
     /// Time a client has to send a complete request head: from accept()
     /// for the first request of a connection, whatever protocol it speaks
