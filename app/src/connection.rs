@@ -98,14 +98,6 @@ fn next_step(state: &State, closing: Option<Instant>, t: &Timeouts) -> Option<(I
     if state.in_flight > 0 {
         return None;
     }
-    if state.lingering {
-        // While draining, a client still sending is let finish (within the
-        // lingering bounds); a quiet one does not hold the drain.
-        return closing.map(|since| {
-            let quiet = since.max(state.last_read);
-            (quiet + t.idle_grace, Step::Cut(Why::IdleGrace))
-        });
-    }
     // The head of a request being received: the first request's from
     // accept(), a later HTTP/1 request's from its first byte.
     let head = if state.requests == 0 {
@@ -113,22 +105,30 @@ fn next_step(state: &State, closing: Option<Instant>, t: &Timeouts) -> Option<(I
     } else {
         state.head_started
     };
-    match closing {
-        None => match (state.protocol, head) {
+    let Some(since) = closing else {
+        if state.lingering {
+            return None;
+        }
+        return match (state.protocol, head) {
             (_, Some(start)) => Some((start + t.header_read, Step::Cut(Why::HeaderRead))),
             (Protocol::Http2, _) => Some((state.idle_since + t.keepalive, Step::GoAway)),
             _ => Some((state.idle_since + t.keepalive, Step::Cut(Why::KeepAlive))),
-        },
-        Some(since) => match (state.protocol, state.head_started.and(head)) {
-            // An HTTP/1 request on its way is received and served.
-            (Protocol::Http1, Some(start)) => {
-                Some((start + t.header_read, Step::Cut(Why::HeaderRead)))
-            }
-            _ => {
-                let quiet = since.max(state.idle_since).max(state.last_write);
-                Some((quiet + t.idle_grace, Step::Cut(Why::IdleGrace)))
-            }
-        },
+        };
+    };
+    // Closing: nothing in flight, so the connection goes once it has been
+    // quiet for the idle grace. A request (or the rest of a body, in the
+    // lingering close) still arriving keeps it, an HTTP/1 head no longer
+    // than its header-read timeout.
+    let quiet = since
+        .max(state.idle_since)
+        .max(state.last_write)
+        .max(state.last_read);
+    let grace = (quiet + t.idle_grace, Step::Cut(Why::IdleGrace));
+    match (state.protocol, state.head_started.and(head)) {
+        (Protocol::Http1, Some(start)) if !state.lingering && start + t.header_read < grace.0 => {
+            Some((start + t.header_read, Step::Cut(Why::HeaderRead)))
+        }
+        _ => Some(grace),
     }
 }
 
@@ -289,10 +289,20 @@ mod tests {
             next_step(&s, None, &T),
             Some((started + secs(10), Step::Cut(Why::HeaderRead)))
         );
-        // While draining, the request on its way still gets its time.
+        // While draining, the request on its way is waited for while bytes
+        // keep coming, never beyond its header-read timeout.
         let drain = Instant::now();
+        let quiet = drain.max(s.last_read).max(s.last_write).max(s.idle_since);
         assert_eq!(
             next_step(&s, Some(drain), &T),
+            Some((quiet + T.idle_grace, Step::Cut(Why::IdleGrace)))
+        );
+        let long_grace = Timeouts {
+            idle_grace: secs(60),
+            ..T
+        };
+        assert_eq!(
+            next_step(&s, Some(drain), &long_grace),
             Some((started + secs(10), Step::Cut(Why::HeaderRead)))
         );
     }
@@ -315,7 +325,7 @@ mod tests {
             next_step(&s, None, &T),
             Some((s.idle_since + secs(75), Step::GoAway))
         );
-        let quiet = drain.max(s.idle_since).max(s.last_write);
+        let quiet = drain.max(s.idle_since).max(s.last_write).max(s.last_read);
         assert_eq!(
             next_step(&s, Some(drain), &T),
             Some((quiet + T.idle_grace, Step::Cut(Why::IdleGrace)))
@@ -329,7 +339,7 @@ mod tests {
             a.on_read(first);
             let s = a.snapshot();
             let drain = Instant::now();
-            let quiet = drain.max(s.last_write);
+            let quiet = drain.max(s.last_write).max(s.last_read);
             assert_eq!(
                 next_step(&s, Some(drain), &T),
                 Some((quiet + T.idle_grace, Step::Cut(Why::IdleGrace)))
