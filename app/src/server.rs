@@ -160,6 +160,15 @@ impl Server {
     /// the next process. Unix socket files bound from the fallback addresses
     /// are removed.
     ///
+    /// While serving, a connection is closed when it delivers no complete
+    /// request head within [`Settings::header_read_timeout`], or stays idle
+    /// for [`Settings::keepalive_timeout`]; HTTP/2 peers that stop answering
+    /// PINGs are dropped ([`Settings::http2_keepalive_interval`]). When
+    /// hyper closes a connection, unread request bytes are read and
+    /// discarded for a bounded time first (a lingering close, RFC 9112
+    /// §9.6), so a response sent before its request body was read reaches
+    /// the client instead of being destroyed by a TCP reset.
+    ///
     /// Must run on a tokio runtime with I/O and time enabled, built after
     /// [`Server::from_env`].
     ///

@@ -58,7 +58,7 @@ fn serves_more_connections_than_a_soft_limit_of_1024() {
     drop(clients);
     assert!(server.wait_exit(Duration::from_secs(30)).success());
     let log = server.stderr();
-    assert!(!log.contains("failed"), "accept() failed: {log}");
+    assert!(!log.contains("accept on"), "accept() failed: {log}");
     assert!(
         log.contains("RLIMIT_NOFILE") && log.contains("4096"),
         "the raised limit is not logged: {log}"
