@@ -29,6 +29,7 @@ fn serves_more_connections_than_a_soft_limit_of_1024() {
         .with_notify()
         .spawn();
     server.wait_ready();
+    assert_eq!(open_files_limit(&server), (4096, 4096));
 
     let mut clients: Vec<Http1> = (0..CONNECTIONS)
         .map(|i| {
@@ -63,4 +64,29 @@ fn serves_more_connections_than_a_soft_limit_of_1024() {
         log.contains("RLIMIT_NOFILE") && log.contains("4096"),
         "the raised limit is not logged: {log}"
     );
+}
+
+/// The soft and hard `Max open files` of a running process (proc(5)).
+fn open_files_limit(server: &Hitless) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id()))
+        .expect("read /proc/PID/limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("no Max open files line");
+    let mut numbers = line
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok());
+    (numbers.next().unwrap(), numbers.next().unwrap())
+}
+
+#[test]
+fn the_limit_is_left_alone_when_asked() {
+    let listener = tcp_listener();
+    let server = Launch::wrapped_with_listener(&["prlimit", "--nofile=1024:4096"], &listener)
+        .arg("--keep-nofile-limit")
+        .with_notify()
+        .spawn();
+    server.wait_ready();
+    assert_eq!(open_files_limit(&server), (1024, 4096));
 }
