@@ -55,6 +55,10 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// HTTP/2 equivalent: the decoded header list (`SETTINGS_MAX_HEADER_LIST_SIZE`).
 const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 
+/// Longer timeouts count as this long, so that deadlines never overflow
+/// an `Instant`.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The timeouts a connection's next step depends on.
 #[derive(Debug, Clone, Copy)]
 struct Timeouts {
@@ -150,23 +154,25 @@ impl<S> Http<S> {
             // Ours, above hyper (see the module docs).
             .header_read_timeout(None)
             .max_buf_size(MAX_HEAD_BYTES);
-        let ping_interval = Some(settings.http2_keepalive_interval).filter(|d| !d.is_zero());
+        let ping_interval =
+            Some(settings.http2_keepalive_interval.min(LONGEST_TIMEOUT)).filter(|d| !d.is_zero());
         builder
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(MAX_HEADER_LIST_BYTES)
             .keep_alive_interval(ping_interval)
-            .keep_alive_timeout(settings.http2_keepalive_timeout);
+            .keep_alive_timeout(settings.http2_keepalive_timeout.min(LONGEST_TIMEOUT));
+        let timeouts = Timeouts {
+            header_read: settings.header_read_timeout.min(LONGEST_TIMEOUT),
+            keepalive: settings.keepalive_timeout.min(LONGEST_TIMEOUT),
+            idle_grace: settings.idle_grace.min(LONGEST_TIMEOUT),
+        };
         Http {
             service: Arc::new(service),
             builder,
             drain,
-            timeouts: Timeouts {
-                header_read: settings.header_read_timeout,
-                keepalive: settings.keepalive_timeout,
-                idle_grace: settings.idle_grace,
-            },
-            keep_alive: keep_alive_header(settings.keepalive_timeout),
+            timeouts,
+            keep_alive: keep_alive_header(timeouts.keepalive),
         }
     }
 }

@@ -66,7 +66,8 @@ pub struct Settings {
     /// Default: 30 s.
     pub http2_keepalive_interval: Duration,
     /// How long to wait for the answer to such a PING before closing the
-    /// connection. Default: 20 s.
+    /// connection; keep it well above the clients' round-trip time.
+    /// Default: 20 s.
     pub http2_keepalive_timeout: Duration,
     /// Raise the soft `RLIMIT_NOFILE` (the most open file descriptors,
     /// getrlimit(2)) to the hard limit in [`Server::from_env`]. systemd
