@@ -52,7 +52,8 @@ pub struct Cli {
     /// How long a connection with no request in flight stays open between
     /// requests (HTTP/1 keep-alive; HTTP/2 with no stream open, closed with
     /// GOAWAY). Announced on HTTP/1 responses as `Keep-Alive: timeout=N`
-    /// (whole seconds). Keep it above clients' pool idle timeouts.
+    /// (whole seconds). Above the clients' pool idle timeouts (Go: 90s), a
+    /// client never reuses a connection just as it is closed.
     #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
     pub keepalive_timeout: Duration,
 

@@ -54,9 +54,11 @@ pub struct Settings {
     /// an HTTP/2 connection with no stream open, closed with GOAWAY, RFC
     /// 9113 §6.8). HTTP/1 responses on persistent connections announce it
     /// in whole seconds as `Keep-Alive: timeout=N` (the de-facto header of
-    /// RFC 2068 §19.7.1.1; HTTP/1.1 itself does not define it). Keep it
-    /// above the idle timeouts of the clients' connection pools, or they
-    /// reuse connections the server is closing. Default: 75 s (nginx's
+    /// RFC 2068 §19.7.1.1; HTTP/1.1 itself does not define it). A client
+    /// that reuses a connection just as the server closes it sees that
+    /// request fail (clients retry idempotent ones, RFC 9110 §9.2.2); a
+    /// value above the idle timeouts of the clients' connection pools (Go:
+    /// 90 s, aiohttp: 15 s) avoids that. Default: 75 s (nginx's
     /// `keepalive_timeout`).
     pub keepalive_timeout: Duration,
     /// How often an HTTP/2 connection is checked with a PING frame (RFC 9113
