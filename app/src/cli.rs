@@ -28,20 +28,50 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
 
-    /// During the drain, how long an idle HTTP/1 keep-alive connection stays
-    /// open so that a request the client already sent is still served (and
-    /// answered with `Connection: close`). It covers requests on their way
-    /// when SIGTERM came (a network round trip is plenty) and clients that
-    /// send their next request promptly; since a restart is stop-then-start,
-    /// it also delays the new process when idle connections are open.
+    /// During the drain, how long a connection with nothing in flight stays
+    /// open after it was last active (an idle HTTP/1 keep-alive connection,
+    /// an HTTP/2 connection with no stream open, a connection that sent no
+    /// request yet), so that a request the client already sent is still
+    /// served (and answered with `Connection: close`). It covers requests on
+    /// their way when SIGTERM came (a network round trip is plenty) and
+    /// clients that send their next request promptly; since a restart is
+    /// stop-then-start, it also delays the new process when idle
+    /// connections are open. Requests in flight are only cut by
+    /// --drain-timeout.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
     pub idle_grace: Duration,
 
-    /// Time a client has to send a complete request head. hyper starts this
-    /// timer as soon as it waits for a request, so it is also how long an
-    /// idle HTTP/1 keep-alive connection is kept.
+    /// Time a client has to send a complete request head: from the
+    /// connection's start for its first request, whatever the protocol
+    /// (HTTP/2: preface, SETTINGS and the first HEADERS); from its first
+    /// byte for a later HTTP/1 request. Connections that miss it are
+    /// closed.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// How long a connection with no request in flight stays open between
+    /// requests (HTTP/1 keep-alive; HTTP/2 with no stream open, closed with
+    /// GOAWAY). Announced on HTTP/1 responses as `Keep-Alive: timeout=N`
+    /// (whole seconds). Above the clients' pool idle timeouts (Go: 90s), a
+    /// client never reuses a connection just as it is closed.
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// How often an HTTP/2 connection that received nothing for that long
+    /// is checked with a PING, to find peers that have gone. 0s sends no
+    /// PINGs.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// How long to wait for the answer to such a PING before closing the
+    /// connection.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Keep the soft RLIMIT_NOFILE as started (systemd: 1024) instead of
+    /// raising it to the hard limit.
+    #[arg(long)]
+    pub keep_nofile_limit: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -61,6 +91,10 @@ impl Cli {
             drain_timeout: self.drain_timeout,
             idle_grace: self.idle_grace,
             header_read_timeout: self.header_read_timeout,
+            keepalive_timeout: self.keepalive_timeout,
+            http2_keepalive_interval: self.http2_keepalive_interval,
+            http2_keepalive_timeout: self.http2_keepalive_timeout,
+            raise_nofile_limit: !self.keep_nofile_limit,
         }
     }
 }
@@ -75,6 +109,29 @@ mod tests {
         assert!(cli.listen.is_empty());
         assert_eq!(cli.settings(), Settings::default());
         assert_eq!(cli.drain_timeout, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn connection_flags_reach_the_settings() {
+        let cli = Cli::try_parse_from([
+            "hitless",
+            "--keepalive-timeout",
+            "90s",
+            "--header-read-timeout",
+            "5s",
+            "--http2-keepalive-interval",
+            "0s",
+            "--http2-keepalive-timeout",
+            "2s",
+            "--keep-nofile-limit",
+        ])
+        .unwrap();
+        let s = cli.settings();
+        assert_eq!(s.keepalive_timeout, Duration::from_secs(90));
+        assert_eq!(s.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(s.http2_keepalive_interval, Duration::ZERO);
+        assert_eq!(s.http2_keepalive_timeout, Duration::from_secs(2));
+        assert!(!s.raise_nofile_limit);
     }
 
     #[test]

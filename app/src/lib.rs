@@ -3,15 +3,18 @@
 
 mod accept;
 mod activation;
+mod activity;
 mod connection;
 mod error;
 mod listen_addr;
 mod listener;
+mod nofile;
 mod notify;
 mod server;
 mod service;
 mod settings;
 mod signals;
+mod watched_io;
 
 pub use activation::ActivationError;
 pub use error::{DrainCut, Error};

@@ -7,8 +7,9 @@
 //!    next process);
 //! 2. only then `STOPPING=1` (sd_notify(3));
 //! 3. every HTTP/1 response from now on carries `Connection: close`, HTTP/2
-//!    connections get GOAWAY, idle HTTP/1 connections get the idle grace
-//!    (see the `connection` module);
+//!    connections get GOAWAY, requests in flight are served to the end, and
+//!    connections with nothing in flight are closed once quiet for the idle
+//!    grace, whatever their protocol (see the `connection` module);
 //! 4. everything is bounded by the drain timeout; a second signal also ends
 //!    it.
 
@@ -29,6 +30,7 @@ use crate::activation::{self, Activation};
 use crate::connection::Http;
 use crate::error::{DrainCut, Error};
 use crate::listener::{Listener, Origin, Socket};
+use crate::nofile;
 use crate::notify;
 use crate::settings::Settings;
 use crate::signals::StopSignals;
@@ -52,7 +54,10 @@ pub struct Server {
 impl Server {
     /// Take the listening sockets systemd passed (sd_listen_fds(3)), or bind
     /// [`Settings::fallback`] when the process is not socket-activated, and
-    /// read the watchdog interval (sd_watchdog_enabled(3)).
+    /// read the watchdog interval (sd_watchdog_enabled(3)). With
+    /// [`Settings::raise_nofile_limit`] (the default), first raise the soft
+    /// `RLIMIT_NOFILE` to the hard limit and log the limit; failing to
+    /// raise it is logged, not an error.
     ///
     /// Socket activation follows sd_listen_fds(3): fds from 3 on,
     /// `LISTEN_FDS` of them, only if `LISTEN_PID` is this process (otherwise
@@ -72,6 +77,9 @@ impl Server {
     /// fallback addresses cannot be bound; [`Error::Runtime`] when a socket
     /// cannot be set up.
     pub fn from_env(settings: Settings) -> Result<Server, Error> {
+        if settings.raise_nofile_limit {
+            nofile::raise_to_hard_limit();
+        }
         let var = |name| std::env::var(name).ok();
         let activation = activation::parse(
             var("LISTEN_FDS").as_deref(),
@@ -151,6 +159,15 @@ impl Server {
     /// closed, never shut down: PID 1 keeps queueing connections on them for
     /// the next process. Unix socket files bound from the fallback addresses
     /// are removed.
+    ///
+    /// While serving, a connection is closed when it delivers no complete
+    /// request head within [`Settings::header_read_timeout`], or stays idle
+    /// for [`Settings::keepalive_timeout`]; HTTP/2 peers that stop answering
+    /// PINGs are dropped ([`Settings::http2_keepalive_interval`]). When
+    /// hyper closes a connection, unread request bytes are read and
+    /// discarded for a bounded time first (a lingering close, RFC 9112
+    /// §9.6), so a response sent before its request body was read reaches
+    /// the client instead of being destroyed by a TCP reset.
     ///
     /// Must run on a tokio runtime with I/O and time enabled, built after
     /// [`Server::from_env`].

@@ -27,19 +27,60 @@ pub struct Settings {
     /// below the unit's `TimeoutStopSec=` (systemd.service(5)) so systemd
     /// never has to SIGKILL the process. Default: 20 s.
     pub drain_timeout: Duration,
-    /// During the drain, how long an idle HTTP/1 keep-alive connection stays
-    /// open so that a request the client already sent, or sends meanwhile,
-    /// is still served (and answered with `Connection: close`, RFC 9112
-    /// §9.6). It covers requests on their way when the signal came (a
-    /// network round trip is plenty); since a restart is stop-then-start, it
-    /// also delays the next process when idle connections are open. Zero
-    /// means plain hyper `graceful_shutdown()`, which closes idle
-    /// connections at once and can lose such a request. Default: 100 ms.
+    /// During the drain, how long a connection with nothing in flight stays
+    /// open after it was last active: an idle HTTP/1 keep-alive connection,
+    /// so that a request the client already sent, or sends meanwhile, is
+    /// still served (and answered with `Connection: close`, RFC 9112 §9.6);
+    /// an HTTP/2 connection with no stream open, after its GOAWAY (RFC 9113
+    /// §6.8), so that a peer that never answers the GOAWAY's PING does not
+    /// hold the drain; a connection that has sent no request. It covers
+    /// requests on their way when the signal came (a network round trip is
+    /// plenty); since a restart is stop-then-start, it also delays the next
+    /// process when idle connections are open. Requests in flight (HTTP/2:
+    /// open streams) are not cut by it, only by
+    /// [`drain_timeout`](Settings::drain_timeout). Zero closes idle
+    /// connections at once, like plain hyper `graceful_shutdown()`, and can
+    /// lose such a request. Default: 100 ms.
     pub idle_grace: Duration,
-    /// Time a client has to send a complete HTTP/1 request head. hyper
-    /// starts this timer as soon as it waits for a request, so it is also
-    /// how long an idle HTTP/1 keep-alive connection is kept. Default: 10 s.
+    /// Time a client has to send a complete request head: from accept()
+    /// for the first request of a connection, whatever protocol it speaks
+    /// (an HTTP/2 connection must have sent its preface, SETTINGS and a
+    /// HEADERS frame by then); from its first byte for a later HTTP/1
+    /// request. A connection that misses it is closed without a response
+    /// (like nginx's `client_header_timeout`). Default: 10 s.
     pub header_read_timeout: Duration,
+    /// How long a connection with no request in flight is kept open
+    /// between requests (an HTTP/1 keep-alive connection, RFC 9112 §9.3;
+    /// an HTTP/2 connection with no stream open, closed with GOAWAY, RFC
+    /// 9113 §6.8). HTTP/1 responses on persistent connections announce it
+    /// in whole seconds as `Keep-Alive: timeout=N` (the de-facto header of
+    /// RFC 2068 §19.7.1.1; HTTP/1.1 itself does not define it). A client
+    /// that reuses a connection just as the server closes it sees that
+    /// request fail (clients retry idempotent ones, RFC 9110 §9.2.2); a
+    /// value above the idle timeouts of the clients' connection pools (Go:
+    /// 90 s, aiohttp: 15 s) avoids that. Default: 75 s (nginx's
+    /// `keepalive_timeout`).
+    pub keepalive_timeout: Duration,
+    /// How often an HTTP/2 connection is checked with a PING frame (RFC 9113
+    /// §6.7) when nothing was received for that long, so that a peer that
+    /// has gone (its host down, a NAT entry expired) is found and its
+    /// connection, streams included, closed. Zero sends no PINGs.
+    /// Default: 30 s.
+    pub http2_keepalive_interval: Duration,
+    /// How long to wait for the answer to such a PING before closing the
+    /// connection; keep it well above the clients' round-trip time.
+    /// Default: 20 s.
+    pub http2_keepalive_timeout: Duration,
+    /// Raise the soft `RLIMIT_NOFILE` (the most open file descriptors,
+    /// getrlimit(2)) to the hard limit in [`Server::from_env`]. systemd
+    /// starts services with a soft limit of 1024 and a hard limit of
+    /// 524288 (systemd.exec(5), `LimitNOFILE=`) and expects programs that
+    /// need more to raise it themselves, as Go's runtime does; each
+    /// connection takes one descriptor. Turn it off if the process uses
+    /// select(2), which cannot watch descriptors above 1023. Default: on.
+    ///
+    /// [`Server::from_env`]: crate::Server::from_env
+    pub raise_nofile_limit: bool,
 }
 
 impl Default for Settings {
@@ -52,6 +93,10 @@ impl Default for Settings {
             drain_timeout: Duration::from_secs(20),
             idle_grace: Duration::from_millis(100),
             header_read_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(75),
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(20),
+            raise_nofile_limit: true,
         }
     }
 }
@@ -64,6 +109,7 @@ mod tests {
     fn defaults_are_consistent() {
         let s = Settings::default();
         assert!(s.idle_grace < s.drain_timeout);
+        assert!(s.header_read_timeout < s.keepalive_timeout);
         assert_eq!(s.fallback.len(), 1);
         assert_eq!(s.fallback[0].to_string(), "127.0.0.1:8080");
     }

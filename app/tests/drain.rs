@@ -319,3 +319,44 @@ fn restarts_under_load_lose_nothing() {
         assert!(seen.contains(pid), "pid {pid} never answered; saw {seen:?}");
     }
 }
+
+#[test]
+fn silent_http2_peers_do_not_hold_the_drain() {
+    // Two HTTP/2 peers that stop reading and writing: one after its
+    // preface, one after a complete request. Neither will answer the PING
+    // of hyper's graceful shutdown; with no stream open, neither is work in
+    // flight, so the drain closes them after the idle grace and exits 0
+    // instead of waiting for the deadline (exit 5).
+    use std::io::Write;
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let mut server = Launch::with_listener(&listener)
+        .arg("--drain-timeout")
+        .arg("5s")
+        .with_notify()
+        .spawn();
+    server.wait_ready();
+    let mut preface_only = std::net::TcpStream::connect(addr).unwrap();
+    preface_only
+        .write_all(&[h2_raw::PREFACE, h2_raw::SETTINGS].concat())
+        .unwrap();
+    let mut served = std::net::TcpStream::connect(addr).unwrap();
+    served
+        .write_all(
+            &[
+                h2_raw::PREFACE,
+                h2_raw::SETTINGS,
+                &h2_raw::get(1, "/healthz"),
+            ]
+            .concat(),
+        )
+        .unwrap();
+    assert_eq!(
+        h2_raw::read_response_status(&mut served, 1, Duration::from_secs(10)),
+        Some(200)
+    );
+    server.sigterm();
+    let status = server.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}: {}", server.stderr());
+    drop((preface_only, served));
+}

@@ -97,3 +97,68 @@ fn a_client_that_never_finishes_its_head_is_cut_off() {
     assert!(closed, "connection still open after 5 s (default is 10 s)");
     assert!(start.elapsed() < Duration::from_secs(4));
 }
+
+/// `POST /` (answered 405 without reading the body) with a 20 MiB body.
+const LARGE_BODY: usize = 20 * 1024 * 1024;
+
+/// Write a whole `POST /` with a [`LARGE_BODY`] on `c`, as a client that
+/// reads only once it has sent everything, then read the response.
+fn post_large_body(c: &mut Http1, body: &[u8]) -> std::io::Result<Response> {
+    let head = format!("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {LARGE_BODY}\r\n\r\n");
+    c.stream().write_all(head.as_bytes())?;
+    c.stream().write_all(body)?;
+    c.recv()
+}
+
+#[test]
+fn a_large_body_answered_early_still_gets_its_response() {
+    // The demo answers POST with 405 without reading the body. Closing the
+    // socket with the body unread would reset the connection (RFC 9112
+    // §9.6) and the client would lose the response: the server must read
+    // and discard the rest first ("lingering close").
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let _server = serve(&listener);
+    let body = vec![b'x'; LARGE_BODY];
+    for round in 0..20 {
+        let mut c = Http1::connect(addr).unwrap();
+        if round % 2 == 1 {
+            // On a keep-alive connection that served a request before.
+            assert_eq!(c.get("/healthz").unwrap().status, 200);
+        }
+        let r = post_large_body(&mut c, &body)
+            .unwrap_or_else(|e| panic!("round {round}: no response: {e}"));
+        assert_eq!(r.status, 405, "round {round}");
+        assert_eq!(r.text(), "method not allowed\n", "round {round}");
+    }
+}
+
+#[test]
+fn curl_uploading_a_large_body_gets_the_early_response() {
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let _server = serve(&listener);
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(&vec![b'x'; LARGE_BODY]).unwrap();
+    for round in 0..3 {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--data-binary",
+            ])
+            .arg(format!("@{}", file.path().display()))
+            .arg(format!("http://{addr}/"))
+            .output()
+            .expect("run curl");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "405",
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

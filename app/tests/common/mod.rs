@@ -120,6 +120,26 @@ impl Launch {
         Launch::activated_exe(exe, vec![fd], Some("test.socket"))
     }
 
+    /// Like [`Launch::with_listener`], run through `wrapper` (a program that
+    /// sets something up and then `exec`s the rest of its command line, as
+    /// `prlimit(1)` does), so that the pid is still the one `LISTEN_PID`
+    /// names.
+    pub fn wrapped_with_listener(wrapper: &[&str], listener: &TcpListener) -> Launch {
+        let (program, args) = wrapper.split_first().expect("empty wrapper");
+        let fd: OwnedFd = listener.try_clone().expect("dup listener").into();
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .args(["sh", "-c", EXEC_WITH_LISTEN_PID])
+            .arg(BIN);
+        cmd.env("LISTEN_FDS", "1")
+            .env("LISTEN_FDNAMES", "test.socket");
+        Launch {
+            cmd,
+            fds: vec![fd],
+            notify: None,
+        }
+    }
+
     pub fn arg(mut self, arg: impl AsRef<std::ffi::OsStr>) -> Launch {
         self.cmd.arg(arg);
         self
@@ -342,6 +362,11 @@ impl Http1 {
         })
     }
 
+    /// The connection, for writing raw bytes or waiting for its end.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        self.reader.get_mut()
+    }
+
     pub fn send(&mut self, path: &str) -> io::Result<()> {
         let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
         self.reader.get_mut().write_all(req.as_bytes())
@@ -412,4 +437,96 @@ pub fn wait_serving(addr: SocketAddr, timeout: Duration) {
 
 pub fn exists(path: &Path) -> bool {
     path.symlink_metadata().is_ok()
+}
+
+/// Read and discard what the server sends on `s` until it closes the
+/// connection (EOF or reset). Returns how long that took, or `None` when the
+/// connection is still open after `bound`.
+pub fn wait_closed(s: &mut TcpStream, bound: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let left = bound.checked_sub(start.elapsed())?;
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("set_read_timeout");
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // Reset or aborted: closed as well.
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+}
+
+/// Raw HTTP/2 frames, for peers that hyper's client would not imitate (one
+/// that never answers a PING, or stops halfway through its preface).
+pub mod h2_raw {
+    /// The client connection preface (RFC 9113 §3.4).
+    pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    /// An empty SETTINGS frame (RFC 9113 §6.5): the rest of the preface.
+    pub const SETTINGS: &[u8] = &[0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+
+    /// A HEADERS frame opening stream `id` with `GET path` and no body
+    /// (END_STREAM | END_HEADERS), HPACK-coded without Huffman or indexing
+    /// (RFC 7541 §6.1, §6.2.2). `path` must be shorter than 127 bytes.
+    pub fn get(id: u32, path: &str) -> Vec<u8> {
+        assert!(path.len() < 127);
+        // :method GET, :scheme http (static table 2 and 6).
+        let mut block = vec![0x82, 0x86];
+        // :path (static name 4) and :authority (static name 1), literal.
+        block.extend([0x04, path.len() as u8]);
+        block.extend(path.as_bytes());
+        block.extend([0x01, 4]);
+        block.extend(b"test");
+        let len = block.len();
+        let mut frame = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, 0x1, 0x5];
+        frame.extend((id & 0x7fff_ffff).to_be_bytes());
+        frame.extend(block);
+        frame
+    }
+
+    /// Read frames from `s` until the response HEADERS on stream `id`
+    /// arrives; its `:status` when the server coded it from the static
+    /// table (RFC 7541 Appendix A: 200, 204, 206, 304, 400, 404, 500), or
+    /// `None` when the connection ends or `bound` passes first. Never
+    /// answers anything (no SETTINGS ACK, no PING ACK).
+    pub fn read_response_status(
+        s: &mut std::net::TcpStream,
+        id: u32,
+        bound: std::time::Duration,
+    ) -> Option<u16> {
+        use std::io::Read;
+        s.set_read_timeout(Some(bound)).ok()?;
+        loop {
+            let mut head = [0u8; 9];
+            s.read_exact(&mut head).ok()?;
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0; len];
+            s.read_exact(&mut payload).ok()?;
+            if head[3] == 0x1 && stream == id {
+                let first = *payload.first()?;
+                let status = match first {
+                    0x88 => 200,
+                    0x89 => 204,
+                    0x8a => 206,
+                    0x8b => 304,
+                    0x8c => 400,
+                    0x8d => 404,
+                    0x8e => 500,
+                    _ => return None,
+                };
+                return Some(status);
+            }
+        }
+    }
 }
