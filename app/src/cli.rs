@@ -34,8 +34,8 @@ pub struct Cli {
     /// request yet), so that a request the client already sent is still
     /// served (and answered with `Connection: close`). It covers requests on
     /// their way when SIGTERM came (a network round trip is plenty) and
-    /// clients that send their next request promptly; since a restart is
-    /// stop-then-start, it also delays the new process when idle
+    /// clients that send their next request promptly. A stop-then-start
+    /// restart (not an upgrade, which overlaps) waits for it while idle
     /// connections are open. Requests in flight are only cut by
     /// --drain-timeout.
     #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]

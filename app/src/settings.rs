@@ -35,8 +35,9 @@ pub struct Settings {
     /// §6.8), so that a peer that never answers the GOAWAY's PING does not
     /// hold the drain; a connection that has sent no request. It covers
     /// requests on their way when the signal came (a network round trip is
-    /// plenty); since a restart is stop-then-start, it also delays the next
-    /// process when idle connections are open. Requests in flight (HTTP/2:
+    /// plenty). When the next process starts only after this one has
+    /// exited (a stop-then-start restart), it also delays that start while
+    /// idle connections are open. Requests in flight (HTTP/2:
     /// open streams) are not cut by it, only by
     /// [`drain_timeout`](Settings::drain_timeout). Zero closes idle
     /// connections at once, like plain hyper `graceful_shutdown()`, and can
