@@ -1,0 +1,105 @@
+"""Write docs/container-results.md from the results.json of several
+container test runs, so the numbers in the docs are the measurement's own
+output, with the range over the runs, and never hand copies.
+
+    PYTHONPATH=vm-tests python3 -m hitless_testkit.results \\
+        /tmp/hitless-container-tests/*/results.json > docs/container-results.md
+
+Each scenario gets a table: one row per number it recorded, with the lowest
+and highest value over the runs (or every distinct value, for text). Per
+client mode numbers are summed (requests, failures) or maxed (latencies).
+Exit status: 0 written, 2 usage or unreadable input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+Value = float | int | str | bool
+
+
+def is_modes(v: object) -> bool:
+    """A per-client-mode block: {"h2": {"requests": ...}, ...}."""
+    return isinstance(v, dict) and bool(v) and all(isinstance(m, dict) and "requests" in m for m in v.values())
+
+
+def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Value]:
+    """The numbers of one scenario's record, by a readable name."""
+    out: dict[str, Value] = {}
+    for key, v in record.items():
+        name = f"{prefix}{key}"
+        if is_modes(v):
+            modes = v.values()
+            label = "" if key == "modes" else f"{key}: "
+            out[f"{prefix}{label}requests (all modes)"] = sum(int(m["requests"]) for m in modes)
+            out[f"{prefix}{label}failed (all modes)"] = sum(int(m["failed"]) for m in modes)
+            out[f"{prefix}{label}p99 ms (worst mode)"] = max(float(m["p99_ms"]) for m in modes)
+            out[f"{prefix}{label}max latency ms (worst mode)"] = max(float(m["max_ms"]) for m in modes)
+        elif isinstance(v, dict) and v and all(isinstance(x, (int, float)) for x in v.values()):
+            for k, x in v.items():
+                out[f"{name} {k}"] = x
+        elif isinstance(v, dict):
+            out.update(flatten(v, prefix=f"{name}."))
+        elif isinstance(v, (int, float, str, bool)):
+            out[name] = v
+    return out
+
+
+def spread(values: list[Value]) -> str:
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) == len(values):
+        lo, hi = min(numbers), max(numbers)
+        show = (lambda x: f"{x:g}") if all(isinstance(x, int) for x in numbers) else (lambda x: f"{x:.4g}")
+        return show(lo) if lo == hi else f"{show(lo)} – {show(hi)}"
+    distinct = sorted({str(v) for v in values})
+    return " / ".join(d.replace("|", "\\|").replace("\n", " ") for d in distinct)
+
+
+def render(runs: list[dict[str, Any]], sources: Iterable[str]) -> str:
+    table: dict[str, dict[str, list[Value]]] = defaultdict(lambda: defaultdict(list))
+    for run in runs:
+        for scenario, record in run.items():
+            if isinstance(record, dict):
+                for name, value in flatten(record).items():
+                    table[scenario][name].append(value)
+    lines = [
+        "# Container tests: measured",
+        "",
+        "Written by `python3 -m hitless_testkit.results` from the `results.json` of "
+        f"{len(runs)} full run(s) of `vm-tests/run-container-tests` (Debian 12 host, "
+        f"{os.cpu_count()} cores, kernel {platform.release()}; systemd 252 in the containers; "
+        "8 workers and 300 requests/s per client mode). Each cell is the range over the runs. "
+        "What each test does and asserts: [container-tests.md](container-tests.md).",
+        "",
+        "Sources: " + ", ".join(f"`{s}`" for s in sources),
+    ]
+    for scenario, numbers in table.items():
+        lines += ["", f"## {scenario}", "", "| measure | over the runs |", "|---|---|"]
+        lines += [f"| {name} | {spread(values)} |" for name, values in numbers.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        print("usage: python3 -m hitless_testkit.results RESULTS.json...", file=sys.stderr)
+        return 2
+    runs = []
+    for path in argv[1:]:
+        try:
+            with open(path, encoding="utf-8") as f:
+                runs.append(json.load(f))
+        except (OSError, ValueError) as e:
+            print(f"results: {path}: {e}", file=sys.stderr)
+            return 2
+    sys.stdout.write(render(runs, argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
