@@ -41,24 +41,27 @@ def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Value]:
             out[f"{prefix}{label}failed (all modes)"] = sum(int(m["failed"]) for m in modes)
             out[f"{prefix}{label}p99 ms (worst mode)"] = max(float(m["p99_ms"]) for m in modes)
             out[f"{prefix}{label}max latency ms (worst mode)"] = max(float(m["max_ms"]) for m in modes)
-        elif isinstance(v, dict) and v and all(isinstance(x, (int, float)) for x in v.values()):
+        elif isinstance(v, dict) and v and all(isinstance(x, int | float) for x in v.values()):
             for k, x in v.items():
                 out[f"{name} {k}"] = x
         elif isinstance(v, dict):
             out.update(flatten(v, prefix=f"{name}."))
-        elif isinstance(v, (int, float, str, bool)):
+        elif isinstance(v, int | float | str | bool):
             out[name] = v
     return out
 
 
 def spread(values: list[Value]) -> str:
-    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
     if len(numbers) == len(values):
         lo, hi = min(numbers), max(numbers)
-        show = (lambda x: f"{x:g}") if all(isinstance(x, int) for x in numbers) else (lambda x: f"{x:.4g}")
-        return show(lo) if lo == hi else f"{show(lo)} – {show(hi)}"
+        return _number(lo) if lo == hi else f"{_number(lo)} – {_number(hi)}"
     distinct = sorted({str(v) for v in values})
     return " / ".join(d.replace("|", "\\|").replace("\n", " ") for d in distinct)
+
+
+def _number(x: float) -> str:
+    return f"{x:g}" if isinstance(x, int) else f"{x:.4g}"
 
 
 def render(runs: list[dict[str, Any]], sources: Iterable[str]) -> str:
