@@ -1,9 +1,12 @@
-"""Write docs/container-results.md from the results.json of several
-container test runs, so the numbers in the docs are the measurement's own
-output, with the range over the runs, and never hand copies.
+"""Write docs/container-results.md and docs/rpm-results.md from the
+results.json of several runs of the container tests or of rpm/test, so the
+numbers in the docs are the measurement's own output, with the range over
+the runs, and never hand copies.
 
     PYTHONPATH=vm-tests python3 -m hitless_testkit.results \\
         /tmp/hitless-container-tests/*/results.json > docs/container-results.md
+    PYTHONPATH=vm-tests python3 -m hitless_testkit.results --what "rpm/test" \\
+        RUN1/results.json RUN2/results.json > docs/rpm-results.md
 
 Each scenario gets a table: one row per number it recorded, with the lowest
 and highest value over the runs (or every distinct value, for text). Per
@@ -13,6 +16,7 @@ Exit status: 0 written, 2 usage or unreadable input.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -64,21 +68,23 @@ def _number(x: float) -> str:
     return f"{x:g}" if isinstance(x, int) else f"{x:.4g}"
 
 
-def render(runs: list[dict[str, Any]], sources: Iterable[str]) -> str:
+def render(runs: list[dict[str, Any]], sources: Iterable[str], what: str, about: str) -> str:
     table: dict[str, dict[str, list[Value]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         for scenario, record in run.items():
             if isinstance(record, dict):
                 for name, value in flatten(record).items():
                     table[scenario][name].append(value)
+            elif isinstance(record, int | float | str | bool):
+                table["run"][scenario].append(record)
     lines = [
-        "# Container tests: measured",
+        f"# {what}: measured",
         "",
         "Written by `python3 -m hitless_testkit.results` from the `results.json` of "
-        f"{len(runs)} full run(s) of `vm-tests/run-container-tests` (Debian 12 host, "
+        f"{len(runs)} full run(s) of `{what}` (Debian 12 host, "
         f"{os.cpu_count()} cores, kernel {platform.release()}; systemd 252 in the containers; "
         "8 workers and 300 requests/s per client mode). Each cell is the range over the runs. "
-        "What each test does and asserts: [container-tests.md](container-tests.md).",
+        f"What each test does and asserts: [{about}]({about}).",
         "",
         "Sources: " + ", ".join(f"`{s}`" for s in sources),
     ]
@@ -89,18 +95,20 @@ def render(runs: list[dict[str, Any]], sources: Iterable[str]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 2:
-        print("usage: python3 -m hitless_testkit.results RESULTS.json...", file=sys.stderr)
-        return 2
+    p = argparse.ArgumentParser(prog="python3 -m hitless_testkit.results", description=__doc__.split("\n\n")[0])
+    p.add_argument("--what", default="vm-tests/run-container-tests", help="the command that measured")
+    p.add_argument("--about", default="container-tests.md", help="the doc that says what the tests assert")
+    p.add_argument("results", nargs="+", help="results.json files, one per run")
+    args = p.parse_args(argv[1:])
     runs = []
-    for path in argv[1:]:
+    for path in args.results:
         try:
             with open(path, encoding="utf-8") as f:
                 runs.append(json.load(f))
         except (OSError, ValueError) as e:
             print(f"results: {path}: {e}", file=sys.stderr)
             return 2
-    sys.stdout.write(render(runs, argv[1:]))
+    sys.stdout.write(render(runs, args.results, args.what, args.about))
     return 0
 
 
