@@ -36,6 +36,7 @@ from collections.abc import Callable
 from .activation import activation_on_demand
 from .admin import admin_verbs
 from .bad_build import bad_build_rejected
+from .clients import CLIENT_DIR, CLIENTS, real_clients
 from .crash_loop import crash_loop_survives
 from .dead_peer import dead_h2_peer
 from .env import (
@@ -72,6 +73,8 @@ ALL: dict[str, Callable[[Env], Record]] = {
 
 __all__ = [
     "ALL",
+    "CLIENTS",
+    "CLIENT_DIR",
     "CONTROLLER",
     "CONTROLLER_MAX_EXPOSURE",
     "MAX_EXPOSURE",
@@ -89,6 +92,7 @@ __all__ = [
     "crash_loop_survives",
     "dead_h2_peer",
     "format_results",
+    "real_clients",
     "served",
     "sigkill_under_load",
     "upgrade_under_load",

@@ -271,6 +271,36 @@ class SigkillResult:
 
 
 @dataclass
+class ClientNumbers:
+    """One real client library's numbers over the clients scenario."""
+
+    library: str
+    """The library and its version, as it reports them."""
+    method: str
+    requests: int
+    ok: int
+    failed: int
+    documented_failures: int
+    """Of `failed`, those of the library's own documented fault."""
+    errors: dict[str, int]
+    """Failures by the library's error."""
+    connections: int | None
+    """Connections the library opened, when it tells."""
+    versions: list[str]
+    """The versions that answered, in order, repeats collapsed."""
+
+
+@dataclass
+class ClientsResult:
+    rounds: int
+    seconds: float
+    """From the clients' start until they stopped."""
+    upgrade_s: Spread
+    """How long each upgrade took, in seconds."""
+    clients: dict[str, ClientNumbers]
+
+
+@dataclass
 class UnitsResult:
     unit: str
     exposure: float
@@ -294,6 +324,7 @@ Record = (
     | SigkillResult
     | CrashLoopResult
     | AdminResult
+    | ClientsResult
     | UnitsResult
     | NegativeControlResult
 )
