@@ -6,16 +6,17 @@ this version). See client_report.py for the options and the report."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
 from types import SimpleNamespace
 
 import aiohttp
-from client_report import VERSION_HEADER, Recorder, Report, arg_parser
+from client_report import VERSION_HEADER, Recorder, Report, arg_parser, gap
 
 
-async def run(url: str, timeout: float, interval: float, rec: Recorder) -> None:
+async def run(args: argparse.Namespace, rec: Recorder) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -31,22 +32,24 @@ async def run(url: str, timeout: float, interval: float, rec: Recorder) -> None:
     trace = aiohttp.TraceConfig()
     # aiohttp 3.8 annotates the trace signals' callbacks wrongly (fixed in 3.9).
     trace.on_connection_create_end.append(connection_created)  # type: ignore[arg-type]
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout), trace_configs=[trace]) as session:
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=args.timeout), trace_configs=[trace]
+    ) as session:
         while not stop.is_set():
             try:
-                async with session.get(url) as resp:
+                async with session.get(args.url) as resp:
                     await resp.read()
                     rec.answered(resp.status, resp.headers.get(VERSION_HEADER))
             except (TimeoutError, aiohttp.ClientError) as e:
                 rec.failed(e)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                await asyncio.wait_for(stop.wait(), gap(args, rec.report.requests))
 
 
 def main() -> int:
     args = arg_parser(__doc__ or "").parse_args()
     rec = Recorder(args.report, Report(client="python-aiohttp", library=f"aiohttp {aiohttp.__version__}", method="GET"))
-    asyncio.run(run(args.url, args.timeout, args.interval, rec))
+    asyncio.run(run(args, rec))
     rec.write(final=True)
     return 0
 

@@ -3,7 +3,10 @@ stop signal and the JSON report it writes (the Node.js and Go clients write
 the same report; hitless_testkit.scenarios.clients reads it).
 
 Each client makes one request at a time to --url, reusing its library's
-connection, --interval seconds apart, until SIGTERM or SIGINT; then it
+connection, --interval seconds apart, and after every --pause-every'th
+request it pauses --pause seconds instead (idle, longer than the server's
+idle grace: a draining server closes the connection meanwhile, and the
+library must notice before it reuses it), until SIGTERM or SIGINT; then it
 finishes the request in flight, writes its final report and exits 0. While
 it runs the report is rewritten (atomically) every REWRITE_S seconds with
 "final": false, so a scenario can watch the versions it has seen.
@@ -126,7 +129,17 @@ def arg_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--report", required=True, help="the JSON report to (re)write")
     p.add_argument("--interval", type=float, default=0.01, help="seconds between requests (default 0.01)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds a request may take (default 10)")
+    p.add_argument("--pause-every", type=int, default=0, help="pause after every N-th request (default 0: never)")
+    p.add_argument("--pause", type=float, default=0.25, help="seconds of each pause (default 0.25)")
     return p
+
+
+def gap(args: argparse.Namespace, requests: int) -> float:
+    """Seconds to wait after the `requests`-th request: --interval, or
+    --pause after every --pause-every'th."""
+    if args.pause_every > 0 and requests % args.pause_every == 0:
+        return float(args.pause)
+    return float(args.interval)
 
 
 def stop_on_signals() -> threading.Event:

@@ -4,13 +4,16 @@
 // retries nothing of its own accord. Node built-ins only.
 //
 //   node fetch_client.mjs --url URL --report FILE [--interval S] [--timeout S]
+//                         [--pause-every N] [--pause S]
 //
-// Writes the report described in client_report.py (rewritten every 0.2 s,
+// Paces its requests and writes its report as client_report.py describes
+// (rewritten every 0.2 s,
 // "final": true once stopped by SIGTERM or SIGINT). Connections are counted
 // from undici's diagnostics channel "undici:client:connected".
 
 import diagnosticsChannel from "node:diagnostics_channel";
-import { renameSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 
 const VERSION_HEADER = "x-hitless-version";
@@ -23,19 +26,38 @@ const { values: opts } = parseArgs({
     report: { type: "string" },
     interval: { type: "string", default: "0.01" },
     timeout: { type: "string", default: "10" },
+    "pause-every": { type: "string", default: "0" },
+    pause: { type: "string", default: "0.25" },
   },
 });
 if (!opts.url || !opts.report) {
-  console.error("usage: fetch_client.mjs --url URL --report FILE [--interval S] [--timeout S]");
+  console.error("usage: fetch_client.mjs --url URL --report FILE [--interval S] [--timeout S] [--pause-every N] [--pause S]");
   process.exit(2);
 }
 const intervalMs = Number(opts.interval) * 1000;
 const timeoutMs = Number(opts.timeout) * 1000;
+const pauseEvery = Number(opts["pause-every"]);
+const pauseMs = Number(opts.pause) * 1000;
+
+// Node.js reports the undici it bundles; a distribution's build may use a
+// shared undici instead (Debian: node-undici), named in process.config.
+function undiciVersion() {
+  if (process.versions.undici) return process.versions.undici;
+  const prefix = "NODE_SHARED_BUILTIN_UNDICI_UNDICI_PATH=";
+  const shared = (process.config.target_defaults?.defines ?? []).find((d) => d.startsWith(prefix));
+  if (!shared) return "unknown";
+  const dir = dirname(shared.slice(prefix.length));
+  try {
+    return `${JSON.parse(readFileSync(`${dir}/package.json`, "utf8")).version} (shared, ${dir})`;
+  } catch {
+    return `unknown (shared, ${dir})`;
+  }
+}
 
 const t0 = performance.now();
 const report = {
   client: "node-fetch",
-  library: `node ${process.version}, undici ${process.versions.undici ?? "(bundled)"}`,
+  library: `node ${process.version}, undici ${undiciVersion()}`,
   method: "GET",
   requests: 0,
   ok: 0,
@@ -105,7 +127,8 @@ while (!stop) {
   if (performance.now() - lastWrite >= REWRITE_MS) write();
   await new Promise((resolve) => {
     wake = resolve;
-    setTimeout(resolve, intervalMs);
+    const pause = pauseEvery > 0 && report.requests % pauseEvery === 0;
+    setTimeout(resolve, pause ? pauseMs : intervalMs);
   });
 }
 write(true);

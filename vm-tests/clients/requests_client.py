@@ -15,7 +15,7 @@ import logging
 
 import requests
 import urllib3
-from client_report import VERSION_HEADER, Recorder, Report, arg_parser, stop_on_signals
+from client_report import VERSION_HEADER, Recorder, Report, arg_parser, gap, stop_on_signals
 
 
 class ConnectionCounter(logging.Handler):
@@ -54,7 +54,7 @@ def main() -> int:
             except requests.RequestException as e:
                 rec.failed(e)
             rec.report.connections = connections.count
-            stop.wait(args.interval)
+            stop.wait(gap(args, rec.report.requests))
     rec.write(final=True)
     return 0
 

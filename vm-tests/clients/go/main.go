@@ -6,13 +6,15 @@
 // RFC 9112 section 9.3.1); it never retries a POST that was written.
 //
 //	hitless-go-client -url URL -report FILE [-method GET|POST] [-interval 0.01] [-timeout 10]
+//		[-pause-every N] [-pause 0.25]
 //
 // A POST carries a small body. hitless serves only GET and HEAD, so a POST
 // is answered 405 Method Not Allowed (RFC 9110 section 15.5.6), a complete
 // response from the version that received it: that is the expected status.
 //
-// Runs until SIGTERM or SIGINT, then finishes the request in flight and
-// writes the report described in vm-tests/clients/client_report.py
+// Pacing (-interval, -pause-every, -pause) is that of
+// vm-tests/clients/client_report.py. Runs until SIGTERM or SIGINT, then
+// finishes the request in flight and writes the report described there
 // (rewritten every 0.2 s while running, "final": true at the end).
 // Standard library only.
 package main
@@ -157,6 +159,8 @@ func run() error {
 	method := flag.String("method", http.MethodGet, "GET or POST")
 	intervalS := flag.Float64("interval", 0.01, "seconds between requests")
 	timeoutS := flag.Float64("timeout", 10, "seconds a request may take")
+	pauseEvery := flag.Int("pause-every", 0, "pause after every N-th request (0: never)")
+	pauseS := flag.Float64("pause", 0.25, "seconds of each pause")
 	flag.Parse()
 	if *url == "" || *path == "" || (*method != http.MethodGet && *method != http.MethodPost) {
 		flag.Usage()
@@ -164,6 +168,7 @@ func run() error {
 	}
 	interval := time.Duration(*intervalS * float64(time.Second))
 	timeout := time.Duration(*timeoutS * float64(time.Second))
+	pause := time.Duration(*pauseS * float64(time.Second))
 	expected := http.StatusOK
 	if *method == http.MethodPost {
 		expected = http.StatusMethodNotAllowed
@@ -193,9 +198,13 @@ func run() error {
 				return err
 			}
 		}
+		wait := interval
+		if *pauseEvery > 0 && rec.r.Requests%*pauseEvery == 0 {
+			wait = pause
+		}
 		select {
 		case <-stop.Done():
-		case <-time.After(interval):
+		case <-time.After(wait):
 		}
 	}
 	return rec.write(true)

@@ -35,6 +35,15 @@ from .records import ClientNumbers, ClientsResult, Spread
 
 CLIENT_DIR = "/usr/local/lib/hitless-clients"
 """Where the client programs are on the client machine."""
+INTERVAL_S = 0.01
+"""Pause between a client's requests: its connection is never idle for long."""
+PAUSE_EVERY = 20
+PAUSE_S = 0.25
+"""After every PAUSE_EVERY'th request a client idles PAUSE_S seconds instead:
+longer than hitless's idle grace (100 ms by default), so an upgrade often
+finds the connection idle, the draining version closes it, and the library
+must notice that before it reuses the connection. The other upgrades find
+it busy: the request is answered with `Connection: close` (HTTP/2: GOAWAY)."""
 MIN_REQUESTS_PER_CONNECTION = 5
 """Below this a client is not reusing its connections, and the scenario
 would not test what it claims."""
@@ -57,6 +66,9 @@ class Client:
     argv: tuple[str, ...]
     """The command; "{dir}" stands for the client directory."""
     known_fault: KnownFault | None = None
+    pauses: bool = True
+    """Takes --pause-every and --pause (the curl runner cannot pause inside
+    one curl process)."""
 
 
 CURL_H2C_REUSE = KnownFault(
@@ -72,8 +84,8 @@ CLIENTS: tuple[Client, ...] = (
     Client("node-fetch", ("node", "{dir}/fetch_client.mjs")),
     Client("python-requests", ("python3", "{dir}/requests_client.py")),
     Client("python-aiohttp", ("python3", "{dir}/aiohttp_client.py")),
-    Client("curl-http1.1", ("python3", "{dir}/curl_client.py")),
-    Client("curl-h2c", ("python3", "{dir}/curl_client.py", "--http2-prior-knowledge"), CURL_H2C_REUSE),
+    Client("curl-http1.1", ("python3", "{dir}/curl_client.py"), pauses=False),
+    Client("curl-h2c", ("python3", "{dir}/curl_client.py", "--http2-prior-knowledge"), CURL_H2C_REUSE, pauses=False),
     Client("go-net-http-get", ("{dir}/hitless-go-client", "--method=GET")),
     Client("go-net-http-post", ("{dir}/hitless-go-client", "--method=POST")),
 )
@@ -119,7 +131,7 @@ class ClientReport:
 class RunningClient:
     """One client as a transient unit on the client machine."""
 
-    def __init__(self, env: Env, client: Client, client_dir: str, interval: float) -> None:
+    def __init__(self, env: Env, client: Client, client_dir: str) -> None:
         self.env = env
         self.client = client
         self.unit = f"hitless-client-{client.name}"
@@ -127,7 +139,9 @@ class RunningClient:
         self.report_path = f"{self.dir}/report.json"
         self.log_path = f"{self.dir}/client.log"
         argv = [a.replace("{dir}", client_dir) for a in client.argv]
-        argv += [f"--url={env.url}/", f"--report={self.report_path}", f"--interval={interval}"]
+        argv += [f"--url={env.url}/", f"--report={self.report_path}", f"--interval={INTERVAL_S}"]
+        if client.pauses:
+            argv += [f"--pause-every={PAUSE_EVERY}", f"--pause={PAUSE_S}"]
         self.argv = argv
 
     def start(self) -> None:
@@ -221,7 +235,6 @@ def real_clients(
     rounds: int = 10,
     client_dir: str = CLIENT_DIR,
     clients: Sequence[Client] = CLIENTS,
-    interval: float = 0.01,
 ) -> ClientsResult:
     """Run every client in `clients` while the service is upgraded `rounds`
     times back to back; each must see every version in order, lose no
@@ -231,7 +244,7 @@ def real_clients(
     with env.subtest(f"real client libraries through {rounds} upgrades: {', '.join(c.name for c in clients)}"):
         ensure_version(env, seq[0])
         sock = socket_invocation(env)
-        running = [RunningClient(env, c, client_dir, interval) for c in clients]
+        running = [RunningClient(env, c, client_dir) for c in clients]
         t0 = time.monotonic()
         upgrades: list[float] = []
         try:
