@@ -11,7 +11,8 @@ closed before answering; nothing else is retried.
 --http2-prior-knowledge speaks cleartext HTTP/2 without the HTTP/1.1
 Upgrade (RFC 9113 section 3.3), else HTTP/1.1. Each transfer's outcome comes
 from curl's --write-out: status, curl's exit code and error message, whether
-it opened a connection (num_connects), and the x-hitless-version header. A
+it opened a connection (num_connects) or used one already open (no connect,
+yet a local port), and the x-hitless-version header. A
 failed transfer's error names whether it was on a new or a reused
 connection; curl's own messages go to stderr. See client_report.py for the
 other options and the report.
@@ -24,7 +25,7 @@ import subprocess
 
 from client_report import Recorder, Report, arg_parser, stop_on_signals
 
-WRITE_OUT = "%{http_code}\\t%{exitcode}\\t%{num_connects}\\t%header{x-hitless-version}\\t%{errormsg}\\n"
+WRITE_OUT = "%{http_code}\\t%{exitcode}\\t%{num_connects}\\t%{local_port}\\t%header{x-hitless-version}\\t%{errormsg}\\n"
 """One line per transfer (curl >= 7.84 for %header{})."""
 BATCH = 100
 """Transfers per curl process, i.e. per connection when nothing closes it."""
@@ -65,8 +66,11 @@ def batch(argv: list[str], rec: Recorder) -> None:
     with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
-            code, exitcode, connects, version, error = (line.rstrip("\n").split("\t") + [""] * 5)[:5]
-            connection = "new connection" if connects != "0" else "reused connection"
+            code, exitcode, connects, port, version, error = (line.rstrip("\n").split("\t") + [""] * 6)[:6]
+            # No new connect, yet a local port: the transfer used a connection
+            # an earlier one opened. (A connect that failed has no port.)
+            reused = connects == "0" and port not in ("", "0")
+            connection = "reused connection" if reused else "new connection"
             if exitcode != "0":
                 rec.failed(f"{connection}: exit {exitcode}: {error}")
             else:

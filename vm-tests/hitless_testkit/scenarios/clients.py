@@ -44,6 +44,9 @@ longer than hitless's idle grace (100 ms by default), so an upgrade often
 finds the connection idle, the draining version closes it, and the library
 must notice that before it reuses the connection. The other upgrades find
 it busy: the request is answered with `Connection: close` (HTTP/2: GOAWAY)."""
+NOWHERE = "http://127.0.0.1:18080"
+"""Where nothing listens on the client machine (a port fetch does not bar:
+the Fetch standard blocks some, port 1 among them)."""
 MIN_REQUESTS_PER_CONNECTION = 5
 """Below this a client is not reusing its connections, and the scenario
 would not test what it claims."""
@@ -131,15 +134,15 @@ class ClientReport:
 class RunningClient:
     """One client as a transient unit on the client machine."""
 
-    def __init__(self, env: Env, client: Client, client_dir: str) -> None:
+    def __init__(self, env: Env, client: Client, client_dir: str, url: str, role: str = "client") -> None:
         self.env = env
         self.client = client
-        self.unit = f"hitless-client-{client.name}"
+        self.unit = f"hitless-{role}-{client.name}"
         self.dir = f"/tmp/{self.unit}"
         self.report_path = f"{self.dir}/report.json"
         self.log_path = f"{self.dir}/client.log"
         argv = [a.replace("{dir}", client_dir) for a in client.argv]
-        argv += [f"--url={env.url}/", f"--report={self.report_path}", f"--interval={INTERVAL_S}"]
+        argv += [f"--url={url}/", f"--report={self.report_path}", f"--interval={INTERVAL_S}"]
         if client.pauses:
             argv += [f"--pause-every={PAUSE_EVERY}", f"--pause={PAUSE_S}"]
         self.argv = argv
@@ -162,6 +165,18 @@ class RunningClient:
     def stop(self) -> None:
         """SIGTERM to the client itself (not a child it waits for)."""
         self.env.client.execute(f"systemctl kill --kill-whom=main --signal=SIGTERM {self.unit}")
+
+
+def stop_all(running: Sequence[RunningClient], timeout: float = 30.0) -> None:
+    """Stop every client and wait until each has exited (it finishes its
+    request in flight and writes its final report first)."""
+    for r in running:
+        r.stop()
+    deadline = time.monotonic() + timeout
+    while any(r.is_running() for r in running):
+        if time.monotonic() > deadline:
+            raise ScenarioFailed(f"clients still running {timeout:.0f}s after SIGTERM")
+        time.sleep(0.1)
 
 
 def read_reports(env: Env, running: Sequence[RunningClient]) -> dict[str, ClientReport]:
@@ -230,21 +245,50 @@ def judge(client: Client, rep: ClientReport, seq: Sequence[str]) -> tuple[list[s
     return problems, documented
 
 
+def clients_see_failures(env: Env, client_dir: str, clients: Sequence[Client]) -> None:
+    """Every client, pointed at a port where nothing listens, must report
+    failures, with its library's error, and no success: the clients can
+    fail, so their 0 failures elsewhere mean something."""
+    with env.subtest("every client reports the failures it sees (nothing listens on NOWHERE)"):
+        running = [RunningClient(env, c, client_dir, NOWHERE, role="check") for c in clients]
+        try:
+            for r in running:
+                r.start()
+            deadline = time.monotonic() + 60
+            while True:
+                reports = read_reports(env, running)
+                if all(c.name in reports and reports[c.name].failed >= 3 for c in clients):
+                    break
+                if time.monotonic() > deadline:
+                    raise ScenarioFailed(f"not every client reported failures against {NOWHERE}: {reports}")
+                time.sleep(0.1)
+        finally:
+            stop_all(running)
+        reports = read_reports(env, running)
+        for c in clients:
+            rep = reports.get(c.name)
+            if rep is None or not rep.final or rep.ok or not rep.failed:
+                raise ScenarioFailed(f"{c.name} against {NOWHERE}: {rep}")
+            env.log(f"client {c.name} against {NOWHERE}: {rep.failed} failed, e.g. {next(iter(rep.errors))}")
+
+
 def real_clients(
     env: Env,
     rounds: int = 10,
     client_dir: str = CLIENT_DIR,
     clients: Sequence[Client] = CLIENTS,
 ) -> ClientsResult:
-    """Run every client in `clients` while the service is upgraded `rounds`
-    times back to back; each must see every version in order, lose no
-    request (except its library's documented fault), and reuse its
+    """First check that every client in `clients` reports failures
+    (clients_see_failures). Then run them all while the service is upgraded
+    `rounds` times back to back; each must see every version in order, lose
+    no request (except its library's documented fault), and reuse its
     connections. hitless.socket is never restarted, no slot is left failed."""
     seq = [env.versions[i % 2] for i in range(rounds + 1)]
+    clients_see_failures(env, client_dir, clients)
     with env.subtest(f"real client libraries through {rounds} upgrades: {', '.join(c.name for c in clients)}"):
         ensure_version(env, seq[0])
         sock = socket_invocation(env)
-        running = [RunningClient(env, c, client_dir) for c in clients]
+        running = [RunningClient(env, c, client_dir, env.url) for c in clients]
         t0 = time.monotonic()
         upgrades: list[float] = []
         try:
@@ -260,11 +304,7 @@ def real_clients(
                 wait_all_seen(env, running, seq[: i + 1], timeout=30)
                 time.sleep(env.hold)
         finally:
-            for r in running:
-                r.stop()
-            deadline = time.monotonic() + 30
-            while any(r.is_running() for r in running) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            stop_all(running)
         seconds = time.monotonic() - t0
         reports = read_reports(env, running)
         problems = []
