@@ -50,8 +50,15 @@ def install_probe(m: Machine, probe: Path) -> None:
     m.copy_from_host(probe, PROBE)
 
 
-CLIENT_PROGRAMS = ("client_report.py", "requests_client.py", "aiohttp_client.py", "curl_client.py", "fetch_client.mjs")
-"""The scripts of vm-tests/clients that the clients scenario runs."""
+CLIENT_PROGRAMS = (
+    "client_report.py",
+    "requests_client.py",
+    "aiohttp_client.py",
+    "curl_client.py",
+    "fetch_client.mjs",
+    "idle_close_server.py",
+)
+"""The programs of vm-tests/clients that the clients scenario runs."""
 GO_CLIENT = "hitless-go-client"
 
 

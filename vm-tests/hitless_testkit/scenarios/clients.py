@@ -31,7 +31,7 @@ from .env import (
     unit_prop,
 )
 from .probe import is_subsequence
-from .records import ClientNumbers, ClientsResult, Spread
+from .records import ClientNumbers, ClientsResult, IdleCloseNumbers, Spread
 
 CLIENT_DIR = "/usr/local/lib/hitless-clients"
 """Where the client programs are on the client machine."""
@@ -47,6 +47,10 @@ it busy: the request is answered with `Connection: close` (HTTP/2: GOAWAY)."""
 NOWHERE = "http://127.0.0.1:18080"
 """Where nothing listens on the client machine (a port fetch does not bar:
 the Fetch standard blocks some, port 1 among them)."""
+IDLE_CLOSE_PORT = 18081
+"""Where the clients scenario runs vm-tests/clients/idle_close_server.py."""
+IDLE_CLOSE_REQUESTS = 20
+"""Requests each client makes against it."""
 MIN_REQUESTS_PER_CONNECTION = 5
 """Below this a client is not reusing its connections, and the scenario
 would not test what it claims."""
@@ -72,6 +76,11 @@ class Client:
     pauses: bool = True
     """Takes --pause-every and --pause (the curl runner cannot pause inside
     one curl process)."""
+    retries_idle_close: bool | None = None
+    """What the library does by default with a GET (or POST) on a reused
+    HTTP/1.1 connection that the server closes without answering, as
+    documented in docs/clients.md: retry it on a new connection (True) or
+    report it (False); None: not an HTTP/1.1 client."""
 
 
 CURL_H2C_REUSE = KnownFault(
@@ -84,13 +93,13 @@ CURL_H2C_REUSE = KnownFault(
 )
 
 CLIENTS: tuple[Client, ...] = (
-    Client("node-fetch", ("node", "{dir}/fetch_client.mjs")),
-    Client("python-requests", ("python3", "{dir}/requests_client.py")),
-    Client("python-aiohttp", ("python3", "{dir}/aiohttp_client.py")),
-    Client("curl-http1.1", ("python3", "{dir}/curl_client.py"), pauses=False),
+    Client("node-fetch", ("node", "{dir}/fetch_client.mjs"), retries_idle_close=False),
+    Client("python-requests", ("python3", "{dir}/requests_client.py"), retries_idle_close=False),
+    Client("python-aiohttp", ("python3", "{dir}/aiohttp_client.py"), retries_idle_close=False),
+    Client("curl-http1.1", ("python3", "{dir}/curl_client.py"), pauses=False, retries_idle_close=True),
     Client("curl-h2c", ("python3", "{dir}/curl_client.py", "--http2-prior-knowledge"), CURL_H2C_REUSE, pauses=False),
-    Client("go-net-http-get", ("{dir}/hitless-go-client", "--method=GET")),
-    Client("go-net-http-post", ("{dir}/hitless-go-client", "--method=POST")),
+    Client("go-net-http-get", ("{dir}/hitless-go-client", "--method=GET"), retries_idle_close=True),
+    Client("go-net-http-post", ("{dir}/hitless-go-client", "--method=POST"), retries_idle_close=False),
 )
 """The matrix, in the order of docs/clients.md."""
 
@@ -272,6 +281,74 @@ def clients_see_failures(env: Env, client_dir: str, clients: Sequence[Client]) -
             env.log(f"client {c.name} against {NOWHERE}: {rep.failed} failed, e.g. {next(iter(rep.errors))}")
 
 
+def idle_close_race(env: Env, client_dir: str, clients: Sequence[Client]) -> dict[str, IdleCloseNumbers]:
+    """Every HTTP/1.1 client against idle_close_server.py, which answers the
+    first request on each connection and closes the connection on the
+    second without answering it (the idle-close race, made certain). A
+    client whose library retries such a request by default must lose
+    nothing, each request answered on a new connection; the others must
+    report the failures. Either way the library behaves as docs/clients.md
+    says, and the clients are seen to fail where a server loses requests."""
+    h1 = [c for c in clients if c.retries_idle_close is not None]
+    url = f"http://127.0.0.1:{IDLE_CLOSE_PORT}"
+    with env.subtest(f"the idle-close race, made certain: {url} closes every second request unanswered"):
+        server = "hitless-idle-close-server"
+        env.client.succeed(
+            f"systemd-run --quiet --unit={server} --service-type=exec "
+            f"python3 {client_dir}/idle_close_server.py --port {IDLE_CLOSE_PORT}",
+            f"for i in $(seq 100); do ss -Hltn 'sport = :{IDLE_CLOSE_PORT}' | grep -q . && exit 0; sleep 0.1; done; "
+            "exit 1",
+        )
+        running = [RunningClient(env, c, client_dir, url, role="idle-close") for c in h1]
+        try:
+            for r in running:
+                r.start()
+            deadline = time.monotonic() + 60
+            while True:
+                reports = read_reports(env, running)
+                if all(c.name in reports and reports[c.name].requests >= IDLE_CLOSE_REQUESTS for c in h1):
+                    break
+                if time.monotonic() > deadline:
+                    raise ScenarioFailed(
+                        f"clients did not make {IDLE_CLOSE_REQUESTS} requests against {url}: {reports}"
+                    )
+                time.sleep(0.1)
+        finally:
+            stop_all(running)
+            env.client.execute(f"systemctl stop {server}")
+        reports = read_reports(env, running)
+        numbers = {}
+        for c in h1:
+            rep = reports.get(c.name)
+            if rep is None or not rep.final:
+                raise ScenarioFailed(f"{c.name}: no final report against {url}")
+            conns = rep.connections or 0
+            if c.retries_idle_close:
+                # Every request but the first is retried on a new connection.
+                if rep.failed or conns < rep.requests:
+                    raise ScenarioFailed(
+                        f"{c.name} ({rep.library}) should retry the unanswered request on a new connection: "
+                        f"{rep.requests} requests, {rep.failed} failed {rep.errors}, {conns} connections"
+                    )
+                what = f"retried: {rep.requests} requests, 0 failed, {conns} connections"
+            else:
+                if not rep.failed or not rep.ok:
+                    raise ScenarioFailed(
+                        f"{c.name} ({rep.library}) should report the unanswered request, and be answered otherwise: "
+                        f"{rep.requests} requests, {rep.failed} failed {rep.errors}"
+                    )
+                what = f"reported: {rep.failed} of {rep.requests} failed, e.g. {next(iter(rep.errors))}"
+            env.log(f"client {c.name} against {url}: {what}")
+            numbers[c.name] = IdleCloseNumbers(
+                retries=bool(c.retries_idle_close),
+                requests=rep.requests,
+                failed=rep.failed,
+                connections=rep.connections,
+                errors=rep.errors,
+            )
+        return numbers
+
+
 def real_clients(
     env: Env,
     rounds: int = 10,
@@ -279,12 +356,14 @@ def real_clients(
     clients: Sequence[Client] = CLIENTS,
 ) -> ClientsResult:
     """First check that every client in `clients` reports failures
-    (clients_see_failures). Then run them all while the service is upgraded
+    (clients_see_failures), and how each handles the idle-close race
+    (idle_close_race). Then run them all while the service is upgraded
     `rounds` times back to back; each must see every version in order, lose
     no request (except its library's documented fault), and reuse its
     connections. hitless.socket is never restarted, no slot is left failed."""
     seq = [env.versions[i % 2] for i in range(rounds + 1)]
     clients_see_failures(env, client_dir, clients)
+    idle_close = idle_close_race(env, client_dir, clients)
     with env.subtest(f"real client libraries through {rounds} upgrades: {', '.join(c.name for c in clients)}"):
         ensure_version(env, seq[0])
         sock = socket_invocation(env)
@@ -349,6 +428,7 @@ def real_clients(
                 min=round(ordered[0], 2), median=round(ordered[len(ordered) // 2], 2), max=round(ordered[-1], 2)
             ),
             clients=numbers,
+            idle_close=idle_close,
         )
         env.results["clients"] = res
         return res

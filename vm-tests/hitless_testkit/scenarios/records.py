@@ -291,6 +291,19 @@ class ClientNumbers:
 
 
 @dataclass
+class IdleCloseNumbers:
+    """A client against a server that closes every second request on a
+    connection unanswered (the clients scenario's idle-close race)."""
+
+    retries: bool
+    """The library retries such a request by default (then none failed)."""
+    requests: int
+    failed: int
+    connections: int | None
+    errors: dict[str, int]
+
+
+@dataclass
 class ClientsResult:
     rounds: int
     seconds: float
@@ -298,6 +311,8 @@ class ClientsResult:
     upgrade_s: Spread
     """How long each upgrade took, in seconds."""
     clients: dict[str, ClientNumbers]
+    idle_close: dict[str, IdleCloseNumbers]
+    """The same clients (HTTP/1.1 only) through the idle-close race."""
 
 
 @dataclass
