@@ -27,6 +27,10 @@ listening (on `port`), versions[0] or versions[1] is installed, and
 that no request failed in any client mode (except where a process is killed
 or crashes: then only the requests it held may fail) and records its numbers
 in env.results.
+
+real_clients (the container tests' "clients") also needs the programs of
+vm-tests/clients in CLIENT_DIR and the libraries they use (Node.js, Python
+requests and aiohttp); the container tests install them.
 """
 
 from __future__ import annotations

@@ -8,9 +8,15 @@ the service is upgraded `rounds` times, alternating versions, and each
 upgrade waits until every client has been answered by the new version.
 
 Every client must lose nothing, except where its library is at fault in a
-way documented in docs/clients.md (KNOWN_FAULTS): then only failures of
-exactly that kind are accepted, and the test says so. Retries are only
+way documented in docs/clients.md (Client.known_fault): then only failures
+of exactly that kind are accepted, and the test says so. Retries are only
 those the libraries make by default (each client program says which).
+
+Before the upgrades, two checks show that the clients can fail: against a
+port where nothing listens every client must report failures, and against
+a server that closes every second request unanswered (the idle-close race,
+made certain) each HTTP/1.1 client must retry or report it, as its library
+is documented to do.
 """
 
 from __future__ import annotations
