@@ -36,6 +36,12 @@ def format_results(results: Mapping[str, Record]) -> str:
                         f"(documented library fault: {c['documented_failures']}) connections={c['connections']} "
                         f"{c['library']}"
                     )
+            elif isinstance(v, dict) and v and all(isinstance(c, dict) and "retries" in c for c in v.values()):
+                for client, c in v.items():
+                    lines.append(
+                        f"  {k} {client:<17} requests={c['requests']:<4} failed={c['failed']:<4} "
+                        f"connections={c['connections']} {'retried' if c['retries'] else 'reported'}"
+                    )
             else:
                 lines.append(f"  {k}: {v}")
     return "\n".join(lines)
