@@ -83,6 +83,8 @@ def main() -> int:
     p = arg_parser(__doc__ or "")
     p.add_argument("--http2-prior-knowledge", action="store_true", help="cleartext HTTP/2 (default HTTP/1.1)")
     args = p.parse_args()
+    if args.pause_every:
+        p.error("--pause-every: curl cannot pause inside one process")
     h2 = bool(args.http2_prior_knowledge)
     stop = stop_on_signals()
     rec = Recorder(
