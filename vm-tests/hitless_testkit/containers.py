@@ -29,6 +29,7 @@ from .install import (
     UNIT_FILES,
     copy_versions,
     install_broken_builds,
+    install_clients,
     install_helper,
     install_probe,
     install_units,
@@ -42,7 +43,7 @@ from .scenarios.records import NegativeControlResult, Record, UnitsResult
 
 JOURNAL_UNITS = (sc.SOCKET, sc.CONTROLLER, *sc.SLOTS)
 NEGATIVE_CONTROLS = ("control-broken-drain", "control-stop-then-start", "control-start-limit")
-TESTS = ("units", *sc.ALL, *NEGATIVE_CONTROLS)
+TESTS = ("units", *sc.ALL, "clients", *NEGATIVE_CONTROLS)
 STOP_THEN_START = """#!/bin/sh
 # An upgrade that is not an overlap: stop the serving slot, then start the other.
 for live in blue green; do
@@ -124,7 +125,8 @@ class Runner:
                 except Exception:
                     m.dump_journal(*JOURNAL_UNITS, lines=300)
                     _, probes = m.execute(
-                        "systemctl list-units --all --plain --no-legend 'hitless-probe-*' | awk '{print $1}'"
+                        "systemctl list-units --all --plain --no-legend 'hitless-probe-*' 'hitless-client-*'"
+                        " | awk '{print $1}'"
                     )
                     for unit in probes.split():
                         m.dump_journal(unit, lines=50)
@@ -295,6 +297,14 @@ class Runner:
                 raise sc.ScenarioFailed(f"after the recovery {info.version} serves")
             log(f"recovered: {info.version} serves again")
 
+    def test_clients(self, m: Machine) -> None:
+        """Real client libraries through upgrades (container only: the
+        Debian root file system has them)."""
+        if not self.args.clients or not self.args.go_client:
+            raise CannotRun("the clients test needs --clients and --go-client")
+        install_clients(m, Path(self.args.clients), Path(self.args.go_client), sc.CLIENT_DIR)
+        sc.real_clients(self.env(m), rounds=self.args.rounds)
+
     def scenario(self, fn: Callable[[sc.Env], object], m: Machine) -> None:
         fn(self.env(m))
 
@@ -306,6 +316,7 @@ class Runner:
             **{name: functools.partial(self.scenario, fn) for name, fn in sc.ALL.items()},
             "upgrade": lambda m: sc.upgrade_under_load(self.env(m), rounds=a.rounds),
             "overlap": lambda m: sc.upgrade_with_slow_requests(self.env(m), slow_ms=a.slow_ms),
+            "clients": self.test_clients,
             "control-broken-drain": self.control_broken_drain,
             "control-stop-then-start": self.control_stop_then_start,
             "control-start-limit": self.control_start_limit,
@@ -333,8 +344,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--probe", required=True, help="hitless-probe binary")
     p.add_argument("--units", required=True, help="the units/ directory: unit files and hitless-slots")
+    p.add_argument("--clients", help="vm-tests/clients: the real-client programs (for the clients test)")
+    p.add_argument("--go-client", help="the built Go client of vm-tests/clients/go (for the clients test)")
     p.add_argument("--only", action="append", metavar="TEST", choices=TESTS, help="run only these: " + ", ".join(TESTS))
-    p.add_argument("--rounds", type=int, default=10, help="upgrades in the upgrade scenario (default 10)")
+    p.add_argument("--rounds", type=int, default=10, help="upgrades in the upgrade and clients scenarios (default 10)")
     p.add_argument("--slow-ms", type=int, default=3000, help="duration of the slow requests (default 3000)")
     p.add_argument("--concurrency", type=int, default=8, help="probe workers per client mode (default 8)")
     p.add_argument("--rate", type=int, default=300, help="requests/s per client mode (default 300)")

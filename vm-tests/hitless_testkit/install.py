@@ -50,6 +50,26 @@ def install_probe(m: Machine, probe: Path) -> None:
     m.copy_from_host(probe, PROBE)
 
 
+CLIENT_PROGRAMS = (
+    "client_report.py",
+    "requests_client.py",
+    "aiohttp_client.py",
+    "curl_client.py",
+    "fetch_client.mjs",
+    "idle_close_server.py",
+)
+"""The programs of vm-tests/clients that the clients scenario runs."""
+GO_CLIENT = "hitless-go-client"
+
+
+def install_clients(m: Machine, clients_dir: Path, go_client: Path, target: str) -> None:
+    """The real-client programs (vm-tests/clients) and the built Go client
+    into `target`, where the clients scenario expects them."""
+    for name in CLIENT_PROGRAMS:
+        m.copy_from_host(clients_dir / name, f"{target}/{name}")
+    m.copy_from_host(go_client, f"{target}/{GO_CLIENT}")
+
+
 def install_helper(m: Machine, units_dir: Path) -> None:
     """hitless-slots, where the units expect it."""
     m.copy_from_host(units_dir / "hitless-slots", HELPER)

@@ -39,8 +39,21 @@ DEFAULT_MIRROR = os.environ.get("HITLESS_DEBIAN_MIRROR", "http://deb.debian.org/
 #   curl: the scenarios poke the service by hand (curl -sf ...);
 #   iproute2: `ss` for wait_for_open_port;
 #   procps: `pgrep`/`ps` when a scenario needs a pid;
-#   rpm: the RPM tests install the package inside this guest.
-PACKAGES = ("systemd", "systemd-sysv", "dbus", "curl", "iproute2", "procps", "rpm")
+#   rpm: the RPM tests install the package inside this guest;
+#   nodejs, python3-requests, python3-aiohttp: the real client libraries of
+#         the "clients" scenario (vm-tests/clients), Debian's own versions.
+PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "curl",
+    "iproute2",
+    "procps",
+    "rpm",
+    "nodejs",
+    "python3-requests",
+    "python3-aiohttp",
+)
 
 # Units that only add noise or delay to a throwaway test container.
 MASKED_UNITS = (

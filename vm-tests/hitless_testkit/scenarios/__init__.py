@@ -27,6 +27,10 @@ listening (on `port`), versions[0] or versions[1] is installed, and
 that no request failed in any client mode (except where a process is killed
 or crashes: then only the requests it held may fail) and records its numbers
 in env.results.
+
+real_clients (the container tests' "clients") also needs the programs of
+vm-tests/clients in CLIENT_DIR and the libraries they use (Node.js, Python
+requests and aiohttp); the container tests install them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from collections.abc import Callable
 from .activation import activation_on_demand
 from .admin import admin_verbs
 from .bad_build import bad_build_rejected
+from .clients import CLIENT_DIR, CLIENTS, real_clients
 from .crash_loop import crash_loop_survives
 from .dead_peer import dead_h2_peer
 from .env import (
@@ -72,6 +77,8 @@ ALL: dict[str, Callable[[Env], Record]] = {
 
 __all__ = [
     "ALL",
+    "CLIENTS",
+    "CLIENT_DIR",
     "CONTROLLER",
     "CONTROLLER_MAX_EXPOSURE",
     "MAX_EXPOSURE",
@@ -89,6 +96,7 @@ __all__ = [
     "crash_loop_survives",
     "dead_h2_peer",
     "format_results",
+    "real_clients",
     "served",
     "sigkill_under_load",
     "upgrade_under_load",

@@ -271,6 +271,51 @@ class SigkillResult:
 
 
 @dataclass
+class ClientNumbers:
+    """One real client library's numbers over the clients scenario."""
+
+    library: str
+    """The library and its version, as it reports them."""
+    method: str
+    requests: int
+    ok: int
+    failed: int
+    documented_failures: int
+    """Of `failed`, those of the library's own documented fault."""
+    errors: dict[str, int]
+    """Failures by the library's error."""
+    connections: int | None
+    """Connections the library opened, when it tells."""
+    versions: list[str]
+    """The versions that answered, in order, repeats collapsed."""
+
+
+@dataclass
+class IdleCloseNumbers:
+    """A client against a server that closes every second request on a
+    connection unanswered (the clients scenario's idle-close race)."""
+
+    retries: bool
+    """The library retries such a request by default (then none failed)."""
+    requests: int
+    failed: int
+    connections: int | None
+    errors: dict[str, int]
+
+
+@dataclass
+class ClientsResult:
+    rounds: int
+    seconds: float
+    """From the clients' start until they stopped."""
+    upgrade_s: Spread
+    """How long each upgrade took, in seconds."""
+    clients: dict[str, ClientNumbers]
+    idle_close: dict[str, IdleCloseNumbers]
+    """The same clients (HTTP/1.1 only) through the idle-close race."""
+
+
+@dataclass
 class UnitsResult:
     unit: str
     exposure: float
@@ -294,6 +339,7 @@ Record = (
     | SigkillResult
     | CrashLoopResult
     | AdminResult
+    | ClientsResult
     | UnitsResult
     | NegativeControlResult
 )

@@ -1,0 +1,3 @@
+module hitless.invalid/vm-tests/clients/go
+
+go 1.19
