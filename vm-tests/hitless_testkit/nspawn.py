@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import io
 import itertools
 import os
@@ -78,15 +79,69 @@ def subtest(name: str) -> Iterator[None]:
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: if the driver dies (even by
-    # SIGKILL), nspawn gets SIGTERM, which halts the container cleanly.
+def _child_setup(cgroups: list[Path]) -> None:
+    """Runs in the child between fork and exec. If the driver dies (even by
+    SIGKILL), nspawn gets SIGTERM, which halts the container cleanly. And
+    nspawn moves into the container's own cgroups (see own_cgroups)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except OSError:
         pass
     os.setsid()
+    for cg in cgroups:
+        with contextlib.suppress(OSError):
+            (cg / "cgroup.procs").write_text(f"{os.getpid()}\n")
+
+
+def own_cgroups(name: str) -> list[Path]:
+    """A cgroup of its own for the container, in every hierarchy this
+    process is in (created here, joined by nspawn in _child_setup).
+
+    With --keep-unit and no host systemd, nspawn runs the container in the
+    caller's cgroup, and the container's systemd creates its slices under
+    it. Two containers started from the same cgroup would then manage the
+    same /system.slice/..., and one can remove the other's unit cgroups
+    (seen as "Failed to attach to cgroup ...: No such file or directory").
+    Returns [] (sharing, as before) when the cgroups cannot be made."""
+    mounts: list[tuple[set[str], str, str]] = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            left, _, right = line.partition(" - ")
+            fields, info = left.split(), right.split()
+            if len(fields) < 5 or len(info) < 3 or info[0] not in ("cgroup", "cgroup2"):
+                continue
+            keys = {"0"} if info[0] == "cgroup2" else set(info[2].split(","))
+            mounts.append((keys, fields[3], fields[4]))
+    dirs = []
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            hierarchy, controllers, path = line.split(":", 2)
+            want = {"0"} if hierarchy == "0" else set(controllers.split(","))
+            match = next(((root, mp) for keys, root, mp in mounts if want <= keys), None)
+            if match is None or not path.startswith(match[0]):
+                return []
+            rel = path[len(match[0]) :].lstrip("/")
+            dirs.append(Path(match[1]) / rel / f"hitless-vm-{name}-{os.getpid()}")
+        for d in dirs:
+            d.mkdir(exist_ok=True)
+    except (OSError, ValueError):
+        remove_cgroups(dirs)
+        return []
+    return dirs
+
+
+def remove_cgroups(dirs: list[Path]) -> None:
+    """Remove the container's cgroups (deepest first); leftovers of a
+    container that is not gone yet stay."""
+    for d in dirs:
+        if not d.is_dir():
+            continue
+        for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 class Machine:
@@ -101,6 +156,7 @@ class Machine:
         self.boot_timeout = boot_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self.leader: int | None = None
+        self.cgroups: list[Path] = []
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -139,6 +195,9 @@ class Machine:
             "--kill-signal=SIGRTMIN+3",
         ]
         log(f"{self.name}: starting container ({self.rootfs.name})")
+        self.cgroups = own_cgroups(self.name)
+        if not self.cgroups:
+            log(f"{self.name}: no cgroups of its own; containers run at the same time may disturb each other")
         with open(self.console_log, "wb") as out:
             self.process = subprocess.Popen(
                 cmd,
@@ -146,7 +205,7 @@ class Machine:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 # Before any thread of ours runs (Machine is started first).
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                preexec_fn=functools.partial(_child_setup, self.cgroups),  # noqa: PLW1509
             )
         try:
             self.leader = self._find_leader()
@@ -211,6 +270,8 @@ class Machine:
         finally:
             self.process = None
             self.leader = None
+            remove_cgroups(self.cgroups)
+            self.cgroups = []
             log(f"{self.name}: torn down")
 
     def crash(self) -> None:
