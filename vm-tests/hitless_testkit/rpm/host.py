@@ -84,7 +84,8 @@ class FlavorResult:
     upgrade: UpgradeResult | None = None
     rpm_upgrades: list[RpmUpgrade] = field(default_factory=list)
     bad_package: BadBuildResult | None = None
-    pid1_marked_restarts: int = 0
+    flips: int = 0
+    """Flips hitless-slots reported (one per upgrade under load, and the rest)."""
     after_erase_loadstate: dict[str, str] = field(default_factory=dict)
 
 

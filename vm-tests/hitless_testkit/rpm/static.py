@@ -149,17 +149,17 @@ def check_scriptlets(r: RpmRun) -> None:
     (r.out / "scriptlets.txt").write_text(text)
     s = split_scripts(text)
     need(
-        set(k for k in s if "." not in k) == {"post", "preun", "postun"},
-        f"expected exactly %post, %preun, %postun; got {sorted(k for k in s if '.' not in k)}",
+        set(k for k in s if "." not in k) == {"post", "preun", "posttrans"},
+        f"expected exactly %post, %preun, %posttrans; got {sorted(k for k in s if '.' not in k)}",
     )
     helper = "/usr/lib/systemd/systemd-update-helper"
-    for name in ("post", "preun", "postun"):
+    for name in ("post", "preun", "posttrans"):
         need(s[name + ".interpreter"] == "/bin/sh", f"%{name} runs with {s[name + '.interpreter']}")
         path = r.tmp / f"{name}.sh"
         path.write_text(s[name])
         run(["dash", "-n", str(path)])
         run(["checkbashisms", "--posix", str(path)])
-    post, preun, postun = (code_lines(s[k]) for k in ("post", "preun", "postun"))
+    post, preun, posttrans = (code_lines(s[k]) for k in ("post", "preun", "posttrans"))
     # First install only: preset both units (EL9 through the helper).
     need(post[0] == "if [ $1 -eq 1 ]; then", f"%post not guarded by $1 -eq 1: {post[0]}")
     need(f"{helper} install-system-units hitless.socket hitless.service || :" in post, "%post: no helper preset")
@@ -174,34 +174,27 @@ def check_scriptlets(r: RpmRun) -> None:
         any(ln.startswith("systemctl --no-reload disable --now hitless.socket hitless.service") for ln in preun),
         "%preun: no disable --now",
     )
-    # Upgrade: reload (flip) the service if it runs, never touch the socket.
-    need(postun[0] == "if [ $1 -ge 1 ]; then", f"%postun not guarded by $1 -ge 1: {postun[0]}")
-    need(f"{helper} mark-restart-system-units hitless.service || :" in postun, "%postun: EL9 mark missing")
-    need(
-        any("systemctl try-reload-or-restart hitless.service" in ln for ln in postun),
-        "%postun: EL8 try-reload-or-restart missing",
-    )
-    need("hitless.socket" not in "\n".join(postun), "%postun touches hitless.socket")
+    # End of an upgrade: daemon-reload, then reload (flip) the service if it
+    # runs; never a restart marker (EL9 would restart, not reload), never the
+    # socket.
+    text_pt = "\n".join(posttrans)
+    i_reload = next((i for i, ln in enumerate(posttrans) if "systemctl daemon-reload" in ln), -1)
+    i_flip = next((i for i, ln in enumerate(posttrans) if "systemctl try-reload-or-restart hitless.service" in ln), -1)
+    need(0 <= i_reload < i_flip, "%posttrans: no daemon-reload followed by try-reload-or-restart hitless.service")
+    need("mark-restart" not in text_pt and "Markers" not in text_pt, "%posttrans marks the unit for a restart")
+    need("hitless.socket" not in text_pt, "%posttrans touches hitless.socket")
     need(
         not re.search(r"\b(stop|restart|kill)\b", "\n".join(post + preun).replace("disable --now", "")),
         "%post/%preun stop or restart something",
     )
-    # The EL9 branch must come first: a host with the helper must not also
-    # run try-reload-or-restart (two flips).
-    i_mark = next(i for i, ln in enumerate(postun) if "mark-restart-system-units" in ln)
-    i_try = next(i for i, ln in enumerate(postun) if "try-reload-or-restart" in ln)
-    need(
-        i_mark < i_try and any(ln.startswith("elif") for ln in postun[i_mark:i_try]),
-        "%postun: EL8 and EL9 branches are not exclusive",
-    )
     order = qp("[%{ORDERNAME} %{ORDERFLAGS:deptype}\n]", r.main_rpm("v1")).split("\n")
     need(
-        {"systemd post", "systemd preun", "systemd postun"} <= set(order),
-        f"OrderWithRequires(post/preun/postun): systemd missing: {order}",
+        {"systemd post", "systemd preun", "systemd posttrans"} <= set(order),
+        f"OrderWithRequires(post/preun/posttrans): systemd missing: {order}",
     )
     log(
-        "scriptlets: %post presets, %preun disables --now, %postun marks (EL9) or try-reload-or-restarts (EL8) "
-        "hitless.service only; all POSIX sh"
+        "scriptlets: %post presets, %preun disables --now, %posttrans reloads (flips) hitless.service if it runs; "
+        "no restart marker; all POSIX sh"
     )
 
 
