@@ -28,9 +28,12 @@ from typing import Any
 Value = float | int | str | bool
 
 
+MODES = {"h2", "keep-alive", "new-conn"}
+
+
 def is_modes(v: object) -> bool:
-    """A per-client-mode block: {"h2": {"requests": ...}, ...}."""
-    return isinstance(v, dict) and bool(v) and all(isinstance(m, dict) and "requests" in m for m in v.values())
+    """A per-client-mode block of the probe: {"h2": {"requests": ...}, ...}."""
+    return isinstance(v, dict) and bool(v) and set(v) <= MODES and all(isinstance(m, dict) for m in v.values())
 
 
 def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Value]:
@@ -41,10 +44,15 @@ def flatten(record: Mapping[str, Any], prefix: str = "") -> dict[str, Value]:
         if is_modes(v):
             modes = v.values()
             label = "" if key == "modes" else f"{key}: "
-            out[f"{prefix}{label}requests (all modes)"] = sum(int(m["requests"]) for m in modes)
-            out[f"{prefix}{label}failed (all modes)"] = sum(int(m["failed"]) for m in modes)
-            out[f"{prefix}{label}p99 ms (worst mode)"] = max(float(m["p99_ms"]) for m in modes)
-            out[f"{prefix}{label}max latency ms (worst mode)"] = max(float(m["max_ms"]) for m in modes)
+            for field, what, fold in (
+                ("requests", "requests (all modes)", sum),
+                ("failed", "failed (all modes)", sum),
+                ("p99_ms", "p99 ms (worst mode)", max),
+                ("max_ms", "max latency ms (worst mode)", max),
+            ):
+                got = [m[field] for m in modes if isinstance(m.get(field), int | float)]
+                if got:
+                    out[f"{prefix}{label}{what}"] = fold(got)
         elif isinstance(v, dict) and v and all(isinstance(x, int | float) for x in v.values()):
             for k, x in v.items():
                 out[f"{name} {k}"] = x
