@@ -39,6 +39,7 @@ from collections.abc import Callable
 
 from .activation import activation_on_demand
 from .admin import admin_verbs
+from .back_to_back import upgrades_back_to_back
 from .bad_build import bad_build_rejected
 from .clients import CLIENT_DIR, CLIENTS, real_clients
 from .crash_loop import crash_loop_survives
@@ -66,6 +67,7 @@ ALL: dict[str, Callable[[Env], Record]] = {
     "activation": activation_on_demand,
     "upgrade": upgrade_under_load,
     "overlap": upgrade_with_slow_requests,
+    "back-to-back": upgrades_back_to_back,
     "bad-build-exits": lambda env: bad_build_rejected(env, "exits"),
     "bad-build-hangs": lambda env: bad_build_rejected(env, "hangs"),
     "dead-h2-peer": dead_h2_peer,
@@ -101,4 +103,5 @@ __all__ = [
     "sigkill_under_load",
     "upgrade_under_load",
     "upgrade_with_slow_requests",
+    "upgrades_back_to_back",
 ]

@@ -212,6 +212,15 @@ class OverlapResult:
 
 
 @dataclass
+class BackToBackResult:
+    both_s: float
+    """Both upgrades, in seconds."""
+    pids: list[int]
+    """The serving process before, between and after."""
+    modes: dict[str, ModeNumbers]
+
+
+@dataclass
 class BadBuildResult:
     kind: str
     """How the build is broken: "exits" before READY=1, or "hangs" without it."""
@@ -334,6 +343,7 @@ Record = (
     ActivationResult
     | UpgradeResult
     | OverlapResult
+    | BackToBackResult
     | BadBuildResult
     | DeadPeerResult
     | SigkillResult
