@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .aggregate import steady_groups, steady_modes, upgrade_groups
-from .common import MODES, VARIANTS, Results, stats3
+from .common import MODES, VARIANT_NAMES, VARIANTS, Results, stats3
 
 
 def plot(res: Results, png: Path) -> bool:
@@ -41,7 +41,7 @@ def plot(res: Results, png: Path) -> bool:
             ug = upgrade_groups(res)
             rows_win: list[list[float | str]] = []
             rows_fail: list[list[float | str]] = []
-            for load, label in (("open", ""), ("open+slow", "\\n+ slow")):
+            for load, label in (("open", ""), ("open+slow", "\\n+ slow"), ("open+dead-peer", "\\n+ dead peer")):
                 for mode in MODES:
                     row_w: list[float | str] = [f"{mode}{label}"]
                     row_f: list[float | str] = [f"{mode}{label}"]
@@ -51,29 +51,29 @@ def plot(res: Results, png: Path) -> bool:
                         row_f += stats3(k["failed"]) if k else ["NaN"] * 3
                     rows_win.append(row_w)
                     rows_fail.append(row_f)
-            row_w = []
             row_f = ["wrk -c16"]
             for v in VARIANTS:
                 k = ug.get((v, "wrk", "keep-alive"))
                 row_f += stats3(k["lost"]) if k else ["NaN"] * 3
             rows_fail.append(row_f)
+            names = [VARIANT_NAMES[v].replace("`", "") for v in VARIANTS]
             write_dat(work / "win.dat", rows_win)
             write_dat(work / "fail.dat", rows_fail, zero_as=0.0)
             panels.append(
                 bars(
                     "win.dat",
-                    "Restart under load: disturbed window (failed or slow requests)",
+                    "Upgrade under load: disturbed window (failed or slow requests)",
                     "ms (log scale)",
-                    list(VARIANTS),
+                    names,
                     log=True,
                 )
             )
             panels.append(
                 bars(
                     "fail.dat",
-                    "Restart under load: failed requests per restart",
+                    "Upgrade under load: failed requests per upgrade",
                     "requests (log scale; 0 = no bar)",
-                    list(VARIANTS),
+                    names,
                     log=True,
                 )
             )
@@ -81,7 +81,7 @@ def plot(res: Results, png: Path) -> bool:
             return False
         rows = (len(panels) + 1) // 2
         script = [
-            f"set terminal pngcairo size 1500,{560 * rows} font 'DejaVu Sans,10'",
+            f"set terminal pngcairo size 1800,{600 * rows} font 'DejaVu Sans,10'",
             f"set output '{png}'",
             f"set multiplot layout {rows},2",
             "set style data histograms",
