@@ -148,6 +148,17 @@ class WrkRun(UpgradeRun):
 
 
 @dataclass
+class FailedUpgrade:
+    """A run whose upgrade command failed: not measured, repeated."""
+
+    variant: str
+    load: str
+    round: int
+    why: str
+    """The command's exit status and the unit's last journal lines."""
+
+
+@dataclass
 class UpgradeParams:
     rate_per_mode: int
     keepalive_conns: int
@@ -175,6 +186,7 @@ class UpgradeResults:
     """Which dead peer each variant gets: "h2" or "h1"."""
     runs: list[OpenRun | WrkRun]
     repeated_for_noise: int
+    failed_upgrades: list[FailedUpgrade] = field(default_factory=list)
 
 
 # --- 3. cost ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from ..rootfs import ensure_rootfs
 from ..scenarios.dead_peer import DEAD_PEER as DEAD_H2_PEER
 from .host import Foreign, percentile, retried, run_timed
 from .paths import CLIENT_CPU, SERVER_CPU, V1, V2, Paths
-from .records import ModeWindow, OpenRun, SlowOutcome, UpgradeParams, UpgradeResults, WrkRun
+from .records import FailedUpgrade, ModeWindow, OpenRun, SlowOutcome, UpgradeParams, UpgradeResults, WrkRun
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ DEAD_PEERS = {
     "h1": "exec 3<>/dev/tcp/127.0.0.1/{port}; printf 'GET / HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n' >&3; exec sleep 600",
 }
 DEAD_PEER_UNIT = "bench-dead-peer"
+UPGRADE_TRIES = 3
+"""A run whose upgrade command failed is repeated, at most this often in all."""
 LOAD_CAP_S = 60.0
 """The most one open-loop run sends for; it normally stops --tail seconds
 after the upgrade command returned."""
@@ -210,12 +212,20 @@ def analyze_slow(recs: list[LoadRecord]) -> SlowOutcome:
     )
 
 
-def upgrade(m: Machine, v: Variant) -> tuple[int, int]:
+class UpgradeFailed(Exception):
+    """The upgrade command itself failed (the run measured no upgrade)."""
+
+
+def upgrade(m: Machine, v: Variant) -> tuple[int, int, str | None]:
     """The upgrade command (`systemctl reload|restart`), timed inside the
-    guest (no nsenter latency); unix ns before and after."""
-    out = m.succeed(f"t0=$(date +%s%N); systemctl {v.verb} {v.unit}; t1=$(date +%s%N); echo $t0 $t1")
-    t0, t1 = (int(x) for x in out.split()[-2:])
-    return t0, t1
+    guest (no nsenter latency): unix ns before and after, and why it failed
+    (None when it exited 0)."""
+    out = m.succeed(f"t0=$(date +%s%N); systemctl {v.verb} {v.unit}; rc=$?; t1=$(date +%s%N); echo $t0 $t1 $rc")
+    t0, t1, rc = (int(x) for x in out.split()[-3:])
+    if rc == 0:
+        return t0, t1, None
+    _, journal = m.execute(f"journalctl -u {v.unit} -n 3 -o cat --no-pager")
+    return t0, t1, f"`systemctl {v.verb} {v.unit}` exited {rc}: " + " / ".join(journal.strip().splitlines())
 
 
 def slot_states(m: Machine) -> list[str]:
@@ -236,12 +246,14 @@ def settle(m: Machine, v: Variant, timeout: float = 40.0) -> None:
 
 def old_slot_stopped_after_ms(m: Machine, t0: int, t1: int) -> float | None:
     """After a flip that ran from t0 to t1 (unix ns) and once the slots have
-    settled: when the old slot became inactive, in ms after t1 (None if no
-    slot stopped since t0). systemd keeps that time as CLOCK_MONOTONIC µs,
-    which the guest shares with the host."""
-    offset = time.time_ns() - time.monotonic_ns()
-    out = m.succeed(f"systemctl show --property=InactiveEnterTimestampMonotonic --value {' '.join(SLOTS)}")
-    stops = [int(x) * 1000 + offset for x in out.split()]
+    settled: when the old slot had stopped, in ms after t1, from systemd's
+    "Stopped" message in the journal (None if no slot stopped since t0).
+    An inactive slot is unloaded, so its unit properties forget the time."""
+    units = " ".join(f"-u {u}" for u in SLOTS)
+    out = m.succeed(
+        f"journalctl {units} --since=@{t0 // 1_000_000_000} -o short-unix --no-pager | grep 'Stopped hitless@' || :"
+    )
+    stops = [int(float(line.split()[0]) * 1e9) for line in out.splitlines() if line[:1].isdigit()]
     since = [ns for ns in stops if ns >= t0]
     return round((max(since) - t1) / 1e6, 1) if since else None
 
@@ -308,7 +320,7 @@ def upgrade_run(m: Machine, variant: str, load: str, rnd: int, a: argparse.Names
     th.start()
     try:
         time.sleep(max(0.0, (upgrade_at - time.time_ns()) / 1e9))
-        t0, t1 = upgrade(m, v)
+        t0, t1, failure = upgrade(m, v)
         # The load goes on for --tail seconds after the command returned
         # (the guest shares the host's clock).
         time.sleep(max(0.0, (t1 + int(a.tail * 1e9) - time.time_ns()) / 1e9))
@@ -317,10 +329,20 @@ def upgrade_run(m: Machine, variant: str, load: str, rnd: int, a: argparse.Names
         th.join()
         if dead:
             stop_dead_peer(m)
+    m.execute(f"rm -f {stop_file}")
+    if failure:
+        if box.get("rc") == 0:
+            _, lost = read_records(Path(f"/proc/{m.leader}/root{rec_file}"))
+            bad = sum(1 for r in lost if r.outcome != "ok")
+            serving = served_version(m, v.port)
+            failure += f" (meanwhile {bad} of {len(lost)} requests failed; {serving} serving afterwards)"
+        m.execute(f"rm -f {rec_file}")
+        settle(m, v)
+        raise UpgradeFailed(failure)
     if box.get("rc") != 0:
         raise RuntimeError(f"loadgen failed ({box.get('rc')}): {box.get('out')}")
     meta, recs = read_records(Path(f"/proc/{m.leader}/root{rec_file}"))
-    m.execute(f"rm -f {rec_file} {stop_file}")
+    m.execute(f"rm -f {rec_file}")
     settle(m, v)
     old_stopped = old_slot_stopped_after_ms(m, t0, t1) if v.verb == "reload" else None
     return OpenRun(
@@ -368,9 +390,11 @@ def wrk_run(m: Machine, variant: str, rnd: int, a: argparse.Namespace) -> WrkRun
     th = threading.Thread(target=load, daemon=True)
     th.start()
     time.sleep(a.wrk_seconds / 2)
-    t0, t1 = upgrade(m, v)
+    t0, t1, failure = upgrade(m, v)
     th.join()
     settle(m, v)
+    if failure:
+        raise UpgradeFailed(failure)
     out = box.get("out") or ""
     line = re.search(r"Socket errors: (.*)", out)
     errs = {k: int(n) for k, n in re.findall(r"(connect|read|write|timeout) (\d+)", line.group(1))} if line else {}
@@ -475,6 +499,7 @@ def upgrade_under_load(a: argparse.Namespace, paths: Paths) -> UpgradeResults:
         h2 = {name: h2c_served(m, v.port) for name, v in VARIANTS.items()}
         log(f"cleartext HTTP/2 served: {h2}")
         runs: list[OpenRun | WrkRun] = []
+        failed: list[FailedUpgrade] = []
         repeats = 0
         names = list(VARIANTS)
         for rnd in range(a.rounds):
@@ -492,7 +517,16 @@ def upgrade_under_load(a: argparse.Namespace, paths: Paths) -> UpgradeResults:
                         r.other_cores = f.cores()
                         return [r]
 
-                    got, n = retried(f"upgrade {rnd + 1}/{a.rounds} {variant} {load}", a, attempt)
+                    label = f"upgrade {rnd + 1}/{a.rounds} {variant} {load}"
+                    for _ in range(UPGRADE_TRIES):
+                        try:
+                            got, n = retried(label, a, attempt)
+                            break
+                        except UpgradeFailed as e:
+                            log(f"{label}: the upgrade command failed, repeating the run: {e}")
+                            failed.append(FailedUpgrade(variant=variant, load=load, round=rnd, why=str(e)))
+                    else:
+                        raise RuntimeError(f"{label}: the upgrade command failed {UPGRADE_TRIES} times")
                     repeats += n
                     log_run(got[0], a.rounds, a.conns)
                     runs.append(got[0])
@@ -517,4 +551,5 @@ def upgrade_under_load(a: argparse.Namespace, paths: Paths) -> UpgradeResults:
             dead_peers={name: v.dead_peer for name, v in VARIANTS.items()},
             runs=runs,
             repeated_for_noise=repeats,
+            failed_upgrades=failed,
         )
