@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from .aggregate import upgrade_groups
@@ -86,7 +86,10 @@ def mode_table(ug: Groups, load: str, h2: dict[str, bool]) -> list[str]:
 
 
 def command_table(ug: Groups, load: str, p: dict[str, Any], peers: dict[str, str]) -> list[str]:
-    head = "| server and upgrade | upgrade command took (ms) | old process stopped (ms after the command returned) |"
+    head = (
+        "| server and upgrade | upgrade command took (ms) "
+        "| old process stopped (ms after the command returned; negative: before) |"
+    )
     rule = "|---|---|---|"
     if load == "open+slow":
         head += " slow requests failed | slow requests answered by the old process |"
@@ -190,6 +193,17 @@ def upgrade_section(res: Results) -> str:
     o.append("")
     o += summary_table(ug, p)
     o.append("")
+    fails = u.get("failed_upgrades", [])
+    if fails:
+        by = Counter(f["variant"] for f in fails)
+        o.append(
+            f"The upgrade command itself failed {len(fails)} time(s) ("
+            + ", ".join(f"{VARIANT_NAMES[v]}: {n}" for v, n in by.items())
+            + "); such a run measures no upgrade, so it was repeated. What happened: "
+            + "; ".join(f"{f['variant']}, {f['load']}: {f['why']}" for f in fails)
+            + "."
+        )
+        o.append("")
     for load in OPEN_LOADS:
         if not any(ug.get((v, load, "*")) for v in VARIANTS):
             continue
