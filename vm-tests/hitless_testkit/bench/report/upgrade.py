@@ -247,10 +247,11 @@ def time_section(res: Results, ug: Groups) -> list[str]:
         f"slot is {num(must_med(shipped))} ms, of which the sandbox is about "
         f"{num(must_med(shipped) - must_med(unsandboxed))} ms"
         + (f" and the binary's own exec → READY=1 about {ready:.0f} ms (section 3)" if ready else "")
-        + "; the rest is hitless-slots finding the live slot and systemd's reload job. A restart "
-        f"({num(restart)} ms) also waits for the old process to drain before it starts the new one. The Go "
+        + "; the rest is hitless-slots' own systemctl calls (finding the live slot, clearing the idle "
+        "slot's failed state, stopping the old slot) and systemd's reload job. A restart "
+        f"({num(restart)} ms) waits for the old process to drain before it starts the new one. The Go "
         "baseline's unit has much less hardening and is Type=simple (systemd does not wait for it to be "
-        "ready), so its restart is shorter; it is over before the new process has even been shown to serve."
+        "ready), so its restart is shorter."
     )
     o.append("")
     return o
