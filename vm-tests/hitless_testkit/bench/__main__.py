@@ -114,9 +114,16 @@ def check_inputs(paths: Paths) -> None:
 
 def run(a: argparse.Namespace, paths: Paths) -> None:
     parts = a.only or list(PARTS)
-    # Parts not run now are kept from --previous, as JSON.
+    # Parts not run now are kept from --previous, as JSON, with when they
+    # were measured and their phase's figures.
     results: dict[str, Any] = json.loads(Path(a.previous).read_text()) if a.previous else {}
+    previous_meta = results.get("meta") or {}
     meta = machine_info()
+    for part in PARTS:
+        if part not in parts and part in results:
+            meta.kept_from_previous[part] = previous_meta.get("started", "?")
+            if part in previous_meta.get("phases", {}):
+                meta.phases[part] = Phase(**previous_meta["phases"][part])
     meta.quick = a.quick
     meta.started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     meta.parts_run = parts

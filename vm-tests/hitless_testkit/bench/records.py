@@ -237,3 +237,5 @@ class Meta:
     noise_limit: float = 0.0
     quiet_check: QuietCheck | None = None
     phases: dict[str, Phase] = field(default_factory=dict)
+    kept_from_previous: dict[str, str] = field(default_factory=dict)
+    """Parts taken from --previous: when the run that measured them started."""

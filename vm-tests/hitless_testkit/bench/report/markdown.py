@@ -94,6 +94,13 @@ def machine_section(res: Results) -> str:
             + (f"; **{noisy} run(s) kept although disturbed** (repeats exhausted)" if noisy else "")
             + "."
         )
+    kept = meta.get("kept_from_previous") or {}
+    if kept:
+        lines.append(
+            "- Measured in an earlier run and kept (`--previous`): "
+            + ", ".join(f"{part} (run started {when})" for part, when in kept.items())
+            + "; the load figures above are this run's, the CPU and phase figures each part's own."
+        )
     for part, ph in meta.get("phases", {}).items():
         lines.append(
             f"- Phase {part}: {ph['seconds']} s; load average {ph['load_before'][0]} before, "
