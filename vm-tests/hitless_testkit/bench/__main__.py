@@ -122,6 +122,8 @@ def run(a: argparse.Namespace, paths: Paths) -> None:
     for part in PARTS:
         if part not in parts and part in results:
             meta.kept_from_previous[part] = previous_meta.get("started", "?")
+            if part == "upgrade":
+                meta.tools["systemd (container)"] = results[part]["params"]["systemd"]
             if part in previous_meta.get("phases", {}):
                 meta.phases[part] = Phase(**previous_meta["phases"][part])
     meta.quick = a.quick

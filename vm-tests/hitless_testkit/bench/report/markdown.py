@@ -60,13 +60,14 @@ def machine_section(res: Results) -> str:
     meta = res["meta"]
     q = meta.get("quiet_check") or {}
     t = meta.get("tools", {})
+    container = t.get("systemd (container)") or res.get("upgrade", {}).get("params", {}).get("systemd") or "?"
     lines = [
         "## Machine and load",
         "",
         f"- {meta['cpu']}, {meta['cores']} cores, {meta['mem_gib']} GiB, {meta['os']}, Linux {meta['kernel']} "
         f"(virtualization: {meta.get('virtualization', '?')}).",
         f"- Tools: nginx {t.get('nginx', '?')}, {t.get('wrk', '?')}, {t.get('h2load', '?')}, "
-        f"{t.get('go', '?')}, {t.get('rustc', '?')}; container: {t.get('systemd (container)') or '?'}.",
+        f"{t.get('go', '?')}, {t.get('rustc', '?')}; container: {container}.",
         f"- Load average at start: {' / '.join(str(x) for x in q.get('load', []))} (1/5/15 min)"
         + (f", after waiting {q.get('waited_s')} s for a quiet machine" if q.get("waited_s") else "")
         + (
