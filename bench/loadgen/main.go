@@ -20,6 +20,10 @@
 //	slow        -slow-count requests to -slow-path, each on its own
 //	            connection, sent -slow-at after the start.
 //
+// Requests are due for -duration, or until the -stop-file appears (the
+// caller creates it once what it measures is over), whichever comes first;
+// then the ones in flight are awaited.
+//
 // Output (-out): one line per request, tab-separated:
 // mode, due time (unix ns), latency (µs), "ok" or the failure reason, the
 // x-hitless-version that answered. A summary goes to stdout as JSON.
@@ -79,6 +83,7 @@ var (
 	slowAt      = flag.Duration("slow-at", time.Second, "when to send the slow requests, after the start")
 	maxInflight = flag.Int("max-inflight", 4096, "cap on requests in flight per mode (new-conn, h2)")
 	out         = flag.String("out", "", "write one line per request to this file")
+	stopFile    = flag.String("stop-file", "", "no request is due once this file exists (checked every 10 ms)")
 
 	rec          recorder
 	peekRetries  atomic.Int64 // keep-alive connections found closed before sending
@@ -93,7 +98,10 @@ func main() {
 		start = time.Unix(0, *startAt)
 		time.Sleep(time.Until(start))
 	}
-	end := start.Add(*duration)
+	stopAt.Store(start.Add(*duration).UnixNano())
+	if *stopFile != "" {
+		go watchStopFile(*stopFile)
+	}
 
 	var wg sync.WaitGroup
 	for _, m := range strings.Split(*modesFlag, ",") {
@@ -117,7 +125,7 @@ func main() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			schedule(start, end, dispatch)
+			schedule(start, dispatch)
 			finish()
 		}()
 	}
@@ -165,13 +173,30 @@ func main() {
 	})
 }
 
-// schedule calls dispatch for every due time in [start, end), at that time
-// or as soon as possible after it.
-func schedule(start, end time.Time, dispatch func(time.Time)) {
+// stopAt: unix ns from which no request is due (-duration, or earlier once
+// the -stop-file appears).
+var stopAt atomic.Int64
+
+func watchStopFile(p string) {
+	for {
+		if _, err := os.Stat(p); err == nil {
+			now := time.Now().UnixNano()
+			if now < stopAt.Load() {
+				stopAt.Store(now)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// schedule calls dispatch for every due time in [start, stopAt), at that
+// time or as soon as possible after it.
+func schedule(start time.Time, dispatch func(time.Time)) {
 	period := time.Duration(float64(time.Second) / *rate)
 	for i := int64(0); ; i++ {
 		due := start.Add(time.Duration(i) * period)
-		if !due.Before(end) {
+		if due.UnixNano() >= stopAt.Load() {
 			return
 		}
 		if d := time.Until(due); d > 0 {

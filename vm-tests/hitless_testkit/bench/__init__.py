@@ -6,11 +6,13 @@
      close`) and cleartext HTTP/2 (h2load); req/s, p50/p99 and server CPU
      time per request;
   2. upgrade under load (upgrade.py), in a Debian container with systemd as
-     PID 1 (hitless_testkit.nspawn): hitless socket-activated, hitless
-     binding by itself, and a baseline Go server (bench/baseline-go: fd 3
-     plus http.Server.Shutdown), each restarted onto the other version under
-     the same open-loop load (bench/loadgen), with and without slow requests
-     in flight;
+     PID 1 (hitless_testkit.nspawn): hitless as shipped (units/: slots on
+     one socket) flipped by `systemctl reload` and restarted by `systemctl
+     restart`, hitless binding by itself, and a baseline Go server
+     (bench/baseline-go: fd 3 plus http.Server.Shutdown), each upgraded onto
+     the other version under the same open-loop load (bench/loadgen): with
+     nothing else in flight, with slow requests in flight, and with a dead
+     peer connected to the old process; and under wrk;
   3. cost (cost.py): exec to READY=1, idle and loaded RSS, binary size.
 
 host.py watches the machine (CPU used by other jobs) and repeats noisy runs.

@@ -53,9 +53,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--h2-1conn-streams", type=int, default=100)
     p.add_argument("--rate", type=int, default=1000, help="upgrade: requests/s per client mode (default 1000)")
     p.add_argument("--conns", type=int, default=16, help="upgrade: keep-alive connections (default 16)")
-    p.add_argument("--upgrade-seconds", type=float, default=5, help="upgrade: load per run, before slow extra")
+    p.add_argument(
+        "--tail", type=float, default=2, help="upgrade: seconds of load after the upgrade command returned (default 2)"
+    )
     p.add_argument("--slow-count", type=int, default=2, help="upgrade: slow requests in flight (default 2)")
     p.add_argument("--slow-ms", type=int, default=3000, help="upgrade: their duration (default 3000)")
+    p.add_argument(
+        "--dead-peer-rounds", type=int, help="upgrade: rounds with a dead peer (default 3, quick 1; at most --rounds)"
+    )
+    p.add_argument(
+        "--dead-peer-age",
+        type=float,
+        default=7.5,
+        help="upgrade: seconds the dead peer has been connected when the upgrade begins (default 7.5: more than "
+        "Go's Shutdown needs to count it as idle, 7 s, less than hitless' header-read timeout, 10 s)",
+    )
     p.add_argument(
         "--start-runs", type=int, help="upgrade: timed `systemctl start`s per unit variant (default 15, quick 5)"
     )
@@ -85,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.steady_seconds = a.steady_seconds or (2 if a.quick else 5)
     a.ready_runs = a.ready_runs or (5 if a.quick else 20)
     a.start_runs = a.start_runs or (5 if a.quick else 15)
+    a.dead_peer_rounds = a.dead_peer_rounds or (1 if a.quick else 3)
     if a.noise_budget is None:
         a.noise_budget = 0 if a.quick else 180
     return a
@@ -101,9 +114,18 @@ def check_inputs(paths: Paths) -> None:
 
 def run(a: argparse.Namespace, paths: Paths) -> None:
     parts = a.only or list(PARTS)
-    # Parts not run now are kept from --previous, as JSON.
+    # Parts not run now are kept from --previous, as JSON, with when they
+    # were measured and their phase's figures.
     results: dict[str, Any] = json.loads(Path(a.previous).read_text()) if a.previous else {}
+    previous_meta = results.get("meta") or {}
     meta = machine_info()
+    for part in PARTS:
+        if part not in parts and part in results:
+            meta.kept_from_previous[part] = previous_meta.get("started", "?")
+            if part == "upgrade":
+                meta.tools["systemd (container)"] = results[part]["params"]["systemd"]
+            if part in previous_meta.get("phases", {}):
+                meta.phases[part] = Phase(**previous_meta["phases"][part])
     meta.quick = a.quick
     meta.started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     meta.parts_run = parts

@@ -82,7 +82,7 @@ class SteadyResults:
 
 @dataclass
 class ModeWindow:
-    """One client mode around one restart; latencies in ms."""
+    """One client mode around one upgrade; latencies in ms."""
 
     requests: int
     failed: int
@@ -106,31 +106,38 @@ class SlowOutcome:
 
 
 @dataclass(kw_only=True)
-class RestartRun:
+class UpgradeRun:
     variant: str
     load: str
-    """"open", "open+slow" (bench/loadgen) or "wrk"."""
+    """"open", "open+slow", "open+dead-peer" (bench/loadgen) or "wrk"."""
     round: int
     from_version: str
     to_version: str
-    restart_cmd_ms: float
-    """`systemctl restart`, timed in the guest."""
+    upgrade_cmd: str
+    """`systemctl reload|restart UNIT`."""
+    upgrade_cmd_ms: float
+    """How long the upgrade command took, timed in the guest."""
     other_cores: float = 0.0
     noisy: bool = False
 
 
 @dataclass(kw_only=True)
-class OpenRun(RestartRun):
-    """A restart under bench/loadgen's open-loop load."""
+class OpenRun(UpgradeRun):
+    """An upgrade under bench/loadgen's open-loop load."""
 
     modes: dict[str, ModeWindow]
     loadgen: dict[str, str]
     slow: SlowOutcome | None = None
+    dead_peer: str | None = None
+    """The dead peer connected to the old process ("h2" or "h1"), if any."""
+    old_stopped_after_ms: float | None = None
+    """After a flip: when the old slot had drained and stopped, in ms after
+    the command returned (the flip does not wait for it)."""
 
 
 @dataclass(kw_only=True)
-class WrkRun(RestartRun):
-    """A restart under `wrk` (closed loop, counts only)."""
+class WrkRun(UpgradeRun):
+    """An upgrade under `wrk` (closed loop, counts only)."""
 
     requests: int
     rps: float
@@ -141,26 +148,45 @@ class WrkRun(RestartRun):
 
 
 @dataclass
+class FailedUpgrade:
+    """A run whose upgrade command failed: not measured, repeated."""
+
+    variant: str
+    load: str
+    round: int
+    why: str
+    """The command's exit status and the unit's last journal lines."""
+
+
+@dataclass
 class UpgradeParams:
     rate_per_mode: int
     keepalive_conns: int
-    seconds: float
+    tail_s: float
+    """The open-loop load goes on this long after the upgrade command returned."""
     slow_count: int
     slow_ms: int
     rounds: int
+    dead_peer_rounds: int
+    dead_peer_age_s: float
+    """How long the dead peer has been connected when the upgrade begins."""
     wrk_seconds: float
     systemd: str
-    restart_after_s: float
+    upgrade_after_s: float
     slow_sent_after_s: float
 
 
 @dataclass
 class UpgradeResults:
     start_ms: dict[str, list[float]]
+    """`systemctl start` of one slot, by unit variant ("as shipped", ...)."""
     params: UpgradeParams
     h2c_served: dict[str, bool]
+    dead_peers: dict[str, str]
+    """Which dead peer each variant gets: "h2" or "h1"."""
     runs: list[OpenRun | WrkRun]
     repeated_for_noise: int
+    failed_upgrades: list[FailedUpgrade] = field(default_factory=list)
 
 
 # --- 3. cost ---------------------------------------------------------------------------
@@ -211,3 +237,5 @@ class Meta:
     noise_limit: float = 0.0
     quiet_check: QuietCheck | None = None
     phases: dict[str, Phase] = field(default_factory=dict)
+    kept_from_previous: dict[str, str] = field(default_factory=dict)
+    """Parts taken from --previous: when the run that measured them started."""

@@ -47,6 +47,8 @@ def paired_ratios(res: Results, mode: str, key: str = "rps") -> list[float]:
 
 
 def upgrade_groups(res: Results) -> Groups:
+    """Keys: (variant, load, client mode) per mode; (variant, load, "*") per
+    run: the command's duration and what all modes of the run add up to."""
     g: Groups = defaultdict(lambda: defaultdict(list))
     for r in res["upgrade"]["runs"]:
         if r["load"] == "wrk":
@@ -55,7 +57,7 @@ def upgrade_groups(res: Results) -> Groups:
             k["refused"].append(r["socket_errors"]["connect"] + r["socket_errors"]["write"])
             k["requests"].append(r["requests"])
             k["rps"].append(r["rps"])
-            k["restart_ms"].append(r["restart_cmd_ms"])
+            k["cmd_ms"].append(r["upgrade_cmd_ms"])
             continue
         for mode, m in r["modes"].items():
             k = g[(r["variant"], r["load"], mode)]
@@ -69,9 +71,17 @@ def upgrade_groups(res: Results) -> Groups:
             for reason, n in m["failures_by_reason"].items():
                 k["reasons"].append((reason, n))
         k = g[(r["variant"], r["load"], "*")]
-        k["restart_ms"].append(r["restart_cmd_ms"])
+        k["cmd_ms"].append(r["upgrade_cmd_ms"])
+        k["cmd"].append(r["upgrade_cmd"])
+        modes = r["modes"].values()
+        k["failed"].append(sum(m["failed"] for m in modes))
+        k["max"].append(max((m["during_max_ms"] for m in modes if m["during_max_ms"] is not None), default=None))
+        k["window"].append(max(m["disturbed_ms"] for m in modes))
+        k["new_seen"].append(all(m["new_version_seen"] for m in modes))
         if r.get("slow"):
             k["slow_failed"].append(r["slow"]["failed"])
             k["slow_max"].append(r["slow"]["max_ms"])
             k["slow_on_old"].append(r["slow"]["answered_by"] == [r["from_version"]])
+        if r.get("old_stopped_after_ms") is not None:
+            k["old_stopped"].append(r["old_stopped_after_ms"])
     return g

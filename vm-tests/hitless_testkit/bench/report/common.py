@@ -21,11 +21,18 @@ MODE_NAMES = {
     "h2": "HTTP/2 (h2c)",
     "h2-1conn": "HTTP/2 (h2c), one connection",
 }
-VARIANTS = ("hitless (socket)", "hitless (--listen)", "Go baseline")
+VARIANTS = ("hitless flip", "hitless restart", "hitless (--listen)", "Go baseline")
 VARIANT_NAMES = {
-    "hitless (socket)": "hitless, socket-activated",
-    "hitless (--listen)": "hitless, binds itself (`--listen`, no socket unit)",
-    "Go baseline": "baseline Go server (fd 3 + `Shutdown`)",
+    "hitless flip": "hitless, flip (`systemctl reload`)",
+    "hitless restart": "hitless, restart (`systemctl restart`)",
+    "hitless (--listen)": "hitless binding its port (`--listen`, restart)",
+    "Go baseline": "Go baseline (fd 3 + `Shutdown`, restart)",
+}
+OPEN_LOADS = ("open", "open+slow", "open+dead-peer")
+"""The conditions of the open-loop upgrade runs."""
+DEAD_PEER_NAMES = {
+    "h2": "HTTP/2: preface + SETTINGS, then silence",
+    "h1": "HTTP/1.1: half a request head, then silence",
 }
 
 

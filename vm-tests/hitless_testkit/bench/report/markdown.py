@@ -27,7 +27,7 @@ def report(res: Results, png_name: str | None) -> str:
     )
     w(
         f"Measured {meta.get('started', '?')}, {mode}. Regenerate with `sudo bench/run` "
-        "(about 10 minutes; `--quick` for a smoke test)."
+        "(about 15 minutes; `--quick` for a smoke test)."
     )
     w("")
     w(machine_section(res))
@@ -42,7 +42,7 @@ def report(res: Results, png_name: str | None) -> str:
         w("")
         w(
             "Plot: bars are medians, whiskers the min–max over the runs. Bottom right: no bar means 0 failed "
-            "requests (hitless socket-activated everywhere); the Go baseline has no HTTP/2 bars, it serves no h2c."
+            "requests; the Go baseline has no HTTP/2 bars, it serves no h2c."
         )
         w("")
     w(targets_section(res))
@@ -60,13 +60,14 @@ def machine_section(res: Results) -> str:
     meta = res["meta"]
     q = meta.get("quiet_check") or {}
     t = meta.get("tools", {})
+    container = t.get("systemd (container)") or res.get("upgrade", {}).get("params", {}).get("systemd") or "?"
     lines = [
         "## Machine and load",
         "",
         f"- {meta['cpu']}, {meta['cores']} cores, {meta['mem_gib']} GiB, {meta['os']}, Linux {meta['kernel']} "
         f"(virtualization: {meta.get('virtualization', '?')}).",
         f"- Tools: nginx {t.get('nginx', '?')}, {t.get('wrk', '?')}, {t.get('h2load', '?')}, "
-        f"{t.get('go', '?')}, {t.get('rustc', '?')}; container: {t.get('systemd (container)') or '?'}.",
+        f"{t.get('go', '?')}, {t.get('rustc', '?')}; container: {container}.",
         f"- Load average at start: {' / '.join(str(x) for x in q.get('load', []))} (1/5/15 min)"
         + (f", after waiting {q.get('waited_s')} s for a quiet machine" if q.get("waited_s") else "")
         + (
@@ -76,7 +77,7 @@ def machine_section(res: Results) -> str:
             "should be."
         ),
     ]
-    for part, what in (("steady", "steady-state runs"), ("upgrade", "restarts under load")):
+    for part, what in (("steady", "steady-state runs"), ("upgrade", "upgrades under load")):
         if part not in res:
             continue
         others = [r.get("other_cores") for r in res[part]["runs"]]
@@ -94,6 +95,13 @@ def machine_section(res: Results) -> str:
             + (f"; **{noisy} run(s) kept although disturbed** (repeats exhausted)" if noisy else "")
             + "."
         )
+    kept = meta.get("kept_from_previous") or {}
+    if kept:
+        lines.append(
+            "- Measured in an earlier run and kept (`--previous`): "
+            + ", ".join(f"{part} (run started {when})" for part, when in kept.items())
+            + "; the load figures above are this run's, the CPU and phase figures each part's own."
+        )
     for part, ph in meta.get("phases", {}).items():
         lines.append(
             f"- Phase {part}: {ph['seconds']} s; load average {ph['load_before'][0]} before, "
@@ -106,24 +114,31 @@ def targets_section(res: Results) -> str:
     rows = []
     if "upgrade" in res:
         ug = upgrade_groups(res)
-        total, restarts = 0, 0
-        for (v, load, mode), k in ug.items():
-            if v == "hitless (socket)":
+
+        def failed(variant: str) -> tuple[int, int]:
+            """Failed requests (wrk: lost) in all of the variant's upgrades, and how many upgrades."""
+            total, upgrades = 0, 0
+            for (v, load, mode), k in ug.items():
+                if v != variant:
+                    continue
                 if load == "wrk":
                     total += sum(k["lost"])
-                    restarts += len(k["lost"])
-                elif mode != "*":
-                    total += sum(k["failed"])
+                    upgrades += len(k["lost"])
                 elif mode == "*":
-                    restarts += len(k["restart_ms"])
+                    total += sum(k["failed"])
+                    upgrades += len(k["cmd_ms"])
+            return total, upgrades
+
+        flip, flips = failed("hitless flip")
+        restart, restarts = failed("hitless restart")
         ka_baseline = ug.get(("Go baseline", "wrk", "keep-alive"), {}).get("lost", [])
         rows.append(
             (
                 "zero failed requests during upgrades, every client mode",
-                f"hitless (socket-activated): {total} failed in {restarts} restarts "
-                f"(keep-alive, new-conn, h2, with and without slow requests, and wrk -c16); "
-                f"Go baseline under wrk -c16: {fmt(ka_baseline)} lost per restart",
-                verdict(total == 0, f"{total} failed"),
+                f"hitless flip (`systemctl reload`): {flip} failed in {flips} upgrades (keep-alive, new-conn, h2; "
+                "nothing else, slow requests or a dead peer in flight; and wrk -c16); `systemctl restart`: "
+                f"{restart} failed in {restarts}; Go baseline under wrk -c16: {fmt(ka_baseline)} lost per restart",
+                verdict(flip == 0, f"{flip} failed"),
             )
         )
     if "steady" in res:
@@ -221,8 +236,8 @@ def method_section(res: Results) -> str:
             "- Steady state runs on the host, against loopback; the upgrade runs in an ephemeral container "
             "(hitless_testkit.nspawn, its private network, loopback only).",
             "- bench/loadgen records every request (due time, latency, outcome, answering version); "
-            "the benchmark reads the records and times `systemctl restart` inside the container, with the "
-            "same clock.",
+            "the benchmark reads the records and times the upgrade command (`systemctl reload` or "
+            "`systemctl restart`) inside the container, with the same clock.",
             "- Not measured here: more cores than 2, TLS, real networks, large bodies.",
             "",
         ]

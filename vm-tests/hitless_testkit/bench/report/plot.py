@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .aggregate import steady_groups, steady_modes, upgrade_groups
-from .common import MODES, VARIANTS, Results, stats3
+from .common import MODES, VARIANT_NAMES, VARIANTS, Results, stats3
 
 
 def plot(res: Results, png: Path) -> bool:
@@ -41,7 +41,7 @@ def plot(res: Results, png: Path) -> bool:
             ug = upgrade_groups(res)
             rows_win: list[list[float | str]] = []
             rows_fail: list[list[float | str]] = []
-            for load, label in (("open", ""), ("open+slow", "\\n+ slow")):
+            for load, label in (("open", ""), ("open+slow", "\\n+ slow"), ("open+dead-peer", "\\n+ dead\\npeer")):
                 for mode in MODES:
                     row_w: list[float | str] = [f"{mode}{label}"]
                     row_f: list[float | str] = [f"{mode}{label}"]
@@ -51,37 +51,39 @@ def plot(res: Results, png: Path) -> bool:
                         row_f += stats3(k["failed"]) if k else ["NaN"] * 3
                     rows_win.append(row_w)
                     rows_fail.append(row_f)
-            row_w = []
             row_f = ["wrk -c16"]
             for v in VARIANTS:
                 k = ug.get((v, "wrk", "keep-alive"))
                 row_f += stats3(k["lost"]) if k else ["NaN"] * 3
             rows_fail.append(row_f)
-            write_dat(work / "win.dat", rows_win)
+            names = [VARIANT_NAMES[v].replace("`", "") for v in VARIANTS]
+            write_dat(work / "win.dat", rows_win, zero_as=0.0)
             write_dat(work / "fail.dat", rows_fail, zero_as=0.0)
             panels.append(
                 bars(
                     "win.dat",
-                    "Restart under load: disturbed window (failed or slow requests)",
+                    "Upgrade under load: disturbed window (failed or slow requests)",
                     "ms (log scale)",
-                    list(VARIANTS),
+                    names,
                     log=True,
+                    note="no bar: 0 ms, no request disturbed",
                 )
             )
             panels.append(
                 bars(
                     "fail.dat",
-                    "Restart under load: failed requests per restart",
+                    "Upgrade under load: failed requests per upgrade",
                     "requests (log scale; 0 = no bar)",
-                    list(VARIANTS),
+                    names,
                     log=True,
+                    note="no bar: 0 failed (Go baseline: no h2c)",
                 )
             )
         if not panels:
             return False
         rows = (len(panels) + 1) // 2
         script = [
-            f"set terminal pngcairo size 1500,{560 * rows} font 'DejaVu Sans,10'",
+            f"set terminal pngcairo size 1800,{600 * rows} font 'DejaVu Sans,10'",
             f"set output '{png}'",
             f"set multiplot layout {rows},2",
             "set style data histograms",
@@ -92,7 +94,7 @@ def plot(res: Results, png: Path) -> bool:
             "set grid ytics",
             "set bars 0.5",
             "set xtics font ',9'",
-            "set bmargin 4",
+            "set bmargin 5",
             *panels,
             "unset multiplot",
         ]
@@ -120,14 +122,10 @@ def write_dat(path: Path, rows: Sequence[Sequence[float | str]], zero_as: float 
             f.write(" ".join(cells) + "\n")
 
 
-def bars(dat: str, title: str, ylabel: str, names: list[str], log: bool = False) -> str:
+def bars(dat: str, title: str, ylabel: str, names: list[str], log: bool = False, note: str = "") -> str:
     lines = [f"set title '{title}'", f"set ylabel '{ylabel}'"]
     lines += ["set logscale y", "set yrange [0.5:*]"] if log else ["unset logscale y", "set yrange [0:*]"]
-    lines += [
-        "set label 1 'no bar: 0 failed (Go baseline: no h2c)' at graph 0.99, graph 0.96 right"
-        if "0 = no bar" in ylabel
-        else "unset label 1"
-    ]
+    lines += [f"set label 1 '{note}' at graph 0.99, graph 0.96 right" if note else "unset label 1"]
     parts = []
     for i, name in enumerate(names):
         c = 2 + 3 * i
