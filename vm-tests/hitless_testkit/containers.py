@@ -39,11 +39,12 @@ from .log import Interrupted, die, install_signal_handlers, log, set_tag
 from .nspawn import Machine, preflight, subtest
 from .outcomes import Outcomes
 from .rootfs import ensure_rootfs
+from .scenarios.backlog import backlog_cap_effect
 from .scenarios.records import NegativeControlResult, Record, UnitsResult
 
 JOURNAL_UNITS = (sc.SOCKET, sc.CONTROLLER, *sc.SLOTS)
 NEGATIVE_CONTROLS = ("control-broken-drain", "control-stop-then-start", "control-start-limit")
-TESTS = ("units", *sc.ALL, "clients", *NEGATIVE_CONTROLS)
+TESTS = ("units", *sc.ALL, "clients", "backlog", *NEGATIVE_CONTROLS)
 STOP_THEN_START = """#!/bin/sh
 # An upgrade that is not an overlap: stop the serving slot, then start the other.
 for live in blue green; do
@@ -317,6 +318,8 @@ class Runner:
             "upgrade": lambda m: sc.upgrade_under_load(self.env(m), rounds=a.rounds),
             "overlap": lambda m: sc.upgrade_with_slow_requests(self.env(m), slow_ms=a.slow_ms),
             "clients": self.test_clients,
+            # Changes sysctls of the guest: container-only.
+            "backlog": lambda m: backlog_cap_effect(self.env(m)),
             "control-broken-drain": self.control_broken_drain,
             "control-stop-then-start": self.control_stop_then_start,
             "control-start-limit": self.control_start_limit,

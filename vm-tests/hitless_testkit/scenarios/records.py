@@ -221,6 +221,20 @@ class BackToBackResult:
 
 
 @dataclass
+class BacklogResult:
+    somaxconn: int
+    backlog_cap: int
+    """The listening socket's accept queue limit (ss's Send-Q)."""
+    connections: int
+    failed: int
+    listen_overflows: int
+    """Connections the kernel dropped with the queue full (TcpExtListenOverflows)."""
+    waited_1s_more: int
+    """Requests that took 1 s or more longer than the fastest (SYN retransmits)."""
+    slowest_s: float
+
+
+@dataclass
 class BadBuildResult:
     kind: str
     """How the build is broken: "exits" before READY=1, or "hangs" without it."""
@@ -344,6 +358,7 @@ Record = (
     | UpgradeResult
     | OverlapResult
     | BackToBackResult
+    | BacklogResult
     | BadBuildResult
     | DeadPeerResult
     | SigkillResult
