@@ -305,6 +305,9 @@ class ClientNumbers:
     failed: int
     documented_failures: int
     """Of `failed`, those of the library's own documented fault."""
+    idle_close_failures: int
+    """Of `failed`, requests lost to the idle-close race by a library that
+    does not retry it (its error as seen in the same run's idle-close check)."""
     errors: dict[str, int]
     """Failures by the library's error."""
     connections: int | None
