@@ -334,21 +334,24 @@ class Runner:
         return self.outcomes.summary()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parser(wrapper: bool = False) -> argparse.ArgumentParser:
+    """The options; `wrapper`: as vm-tests/run-container-tests offers them,
+    which passes the binaries and directories itself."""
     p = argparse.ArgumentParser(
         prog="vm-tests/run-container-tests", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--hitless",
-        action="append",
-        required=True,
-        metavar="VERSION=PATH",
-        help="a hitless binary and the version it reports; the first is installed first (twice)",
-    )
-    p.add_argument("--probe", required=True, help="hitless-probe binary")
-    p.add_argument("--units", required=True, help="the units/ directory: unit files and hitless-slots")
-    p.add_argument("--clients", help="vm-tests/clients: the real-client programs (for the clients test)")
-    p.add_argument("--go-client", help="the built Go client of vm-tests/clients/go (for the clients test)")
+    if not wrapper:
+        p.add_argument(
+            "--hitless",
+            action="append",
+            required=True,
+            metavar="VERSION=PATH",
+            help="a hitless binary and the version it reports; the first is installed first (twice)",
+        )
+        p.add_argument("--probe", required=True, help="hitless-probe binary")
+        p.add_argument("--units", required=True, help="the units/ directory: unit files and hitless-slots")
+        p.add_argument("--clients", help="vm-tests/clients: the real-client programs (for the clients test)")
+        p.add_argument("--go-client", help="the built Go client of vm-tests/clients/go (for the clients test)")
     p.add_argument("--only", action="append", metavar="TEST", choices=TESTS, help="run only these: " + ", ".join(TESTS))
     p.add_argument("--rounds", type=int, default=10, help="upgrades in the upgrade and clients scenarios (default 10)")
     p.add_argument("--slow-ms", type=int, default=3000, help="duration of the slow requests (default 3000)")
@@ -361,12 +364,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="highest acceptable security score (default %(default)s)",
     )
     p.add_argument("--log-dir", default="/tmp/hitless-container-tests", help="where logs and results go")
-    return p.parse_args(argv)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     set_tag("vmtest")
-    args = parse_args(argv)
+    if "--help-wrapper" in (sys.argv[1:] if argv is None else argv):
+        parser(wrapper=True).print_help()
+        return 0
+    args = parser().parse_args(argv)
     if len(args.hitless) != 2:
         die("run-container-tests: give exactly two --hitless VERSION=PATH")
         return EXIT_USAGE

@@ -94,7 +94,7 @@ def render(runs: list[dict[str, Any]], sources: Iterable[str], what: str, about:
         "8 workers and 300 requests/s per client mode). Each cell is the range over the runs. "
         f"What each test does and asserts: [{about}]({about}).",
         "",
-        "Sources: " + ", ".join(f"`{s}`" for s in sources),
+        "Sources: " + ", ".join(f"`{os.path.basename(s)}`" for s in sources),
     ]
     for scenario, numbers in table.items():
         lines += ["", f"## {scenario}", "", "| measure | over the runs |", "|---|---|"]

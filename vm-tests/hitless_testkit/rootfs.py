@@ -14,6 +14,7 @@ half-made tree that a later run would trust.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import fcntl
 import hashlib
@@ -173,13 +174,23 @@ def prune(cache: Path = DEFAULT_CACHE, keep: Path | None = None) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python3 -m hitless_testkit.rootfs",
+        description="Build (or find) the cached Debian root file system of the container tests and print its path.",
+    )
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="also delete the cached trees of other recipes (run it when no container test is running)",
+    )
+    args = p.parse_args(argv)
     try:
         path = ensure_rootfs()
     except CannotRun as e:
         die(f"rootfs: cannot run: {e}")
         return EXIT_CANNOT_RUN
-    if "--prune" in sys.argv[1:]:
+    if args.prune:
         prune(keep=path)
     print(path)
     return 0

@@ -25,13 +25,17 @@ def need(cond: object, msg: str) -> None:
         raise CheckFailed(msg)
 
 
-def run(cmd: str | list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    """Run a host command (a string goes to the shell), return its stdout;
-    raise CheckFailed with its output on failure."""
+def run(
+    cmd: str | list[str], cwd: Path | None = None, env: dict[str, str] | None = None, stdout_only: bool = False
+) -> str:
+    """Run a host command (a string goes to the shell), return its output
+    (stdout and stderr, or with `stdout_only` stdout alone: for output that
+    is compared, which cargo's notes on stderr must not join); raise
+    CheckFailed with its output on failure."""
     p = subprocess.run(
         cmd,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=None if stdout_only else subprocess.STDOUT,
         text=True,
         shell=isinstance(cmd, str),
         cwd=cwd,

@@ -124,6 +124,7 @@ def check_units_and_licences(r: RpmRun) -> None:
             "license-tag",
         ],
         cwd=r.src,
+        stdout_only=True,
     ).strip()
     spec_tag = qp("%{LICENSE}", r.main_rpm("v1"))
     need(tag == spec_tag, f"License: in hitless.spec is\n  {spec_tag}\nCargo.lock says it must be\n  {tag}")
