@@ -13,6 +13,7 @@
 //! the library's (`hitless::Error::exit_code`).
 
 use std::convert::Infallible;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let settings = hitless::Settings {
         drain_timeout: Duration::from_secs(10),

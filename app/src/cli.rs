@@ -45,16 +45,17 @@ pub struct Cli {
     /// connection's start for its first request, whatever the protocol
     /// (HTTP/2: preface, SETTINGS and the first HEADERS); from its first
     /// byte for a later HTTP/1 request. Connections that miss it are
-    /// closed.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    /// closed. Must be above zero.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
     pub header_read_timeout: Duration,
 
     /// How long a connection with no request in flight stays open between
     /// requests (HTTP/1 keep-alive; HTTP/2 with no stream open, closed with
     /// GOAWAY). Announced on HTTP/1 responses as `Keep-Alive: timeout=N`
-    /// (whole seconds). Above the clients' pool idle timeouts (Go: 90s), a
-    /// client never reuses a connection just as it is closed.
-    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_duration)]
+    /// (whole seconds). A client whose pool keeps idle connections longer
+    /// (Go: 90s) may reuse one just as it is closed; set it above the
+    /// clients' pool timeouts to rule that out. Must be above zero.
+    #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_positive_duration)]
     pub keepalive_timeout: Duration,
 
     /// How often an HTTP/2 connection that received nothing for that long
@@ -64,8 +65,8 @@ pub struct Cli {
     pub http2_keepalive_interval: Duration,
 
     /// How long to wait for the answer to such a PING before closing the
-    /// connection.
-    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    /// connection. Must be above zero.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_positive_duration)]
     pub http2_keepalive_timeout: Duration,
 
     /// Keep the soft RLIMIT_NOFILE as started (systemd: 1024) instead of
@@ -76,6 +77,15 @@ pub struct Cli {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 20s, 500ms, 1m)"))
+}
+
+/// A duration for a timeout that closes connections: zero would close
+/// every connection at once.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be above zero (examples: 20s, 500ms, 1m)".to_owned()),
+        d => Ok(d),
+    }
 }
 
 impl Cli {
@@ -156,5 +166,17 @@ mod tests {
         assert!(Cli::try_parse_from(["hitless", "--drain-timeout", "soon"]).is_err());
         assert!(Cli::try_parse_from(["hitless", "--drain-timeout", "5"]).is_err());
         assert!(Cli::try_parse_from(["hitless", "--listen", "unix:relative"]).is_err());
+        for flag in [
+            "--header-read-timeout",
+            "--keepalive-timeout",
+            "--http2-keepalive-timeout",
+        ] {
+            assert!(
+                Cli::try_parse_from(["hitless", flag, "0s"]).is_err(),
+                "{flag} 0s accepted"
+            );
+        }
+        // 0s turns the PINGs off: allowed.
+        assert!(Cli::try_parse_from(["hitless", "--http2-keepalive-interval", "0s"]).is_ok());
     }
 }

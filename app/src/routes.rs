@@ -36,7 +36,8 @@ pub struct ListenerInfo {
     /// `tcp` or `unix`.
     pub kind: &'static str,
     pub address: String,
-    /// The fd name systemd passed (`FileDescriptorName=`), or `--listen`.
+    /// The fd name systemd passed (`FileDescriptorName=`), or `fallback`
+    /// for an address bound by the service itself.
     pub name: String,
 }
 
@@ -47,7 +48,7 @@ impl From<&hitless::Listener> for ListenerInfo {
             address: l.address().to_owned(),
             name: match l.origin() {
                 hitless::Origin::Systemd { name } => name.clone(),
-                hitless::Origin::Bound(_) => "--listen".to_owned(),
+                hitless::Origin::Bound(_) => "fallback".to_owned(),
             },
         }
     }

@@ -13,7 +13,8 @@ from typing import Any
 class Listener:
     name: str
     """The socket's FileDescriptorName= (sd_listen_fds_with_names(3)), or
-    "--listen" when hitless bound it itself."""
+    "fallback" when hitless bound an address itself (--listen or the
+    default)."""
     kind: str
     address: str
 
