@@ -29,9 +29,8 @@
           # the override skips them.
           hitless-v2 = pkgs.callPackage ./nix/package.nix { versionOverride = "2.0.0"; };
 
-          # Statically linked (musl): runs on any Linux, whatever its libc;
-          # lib/systemd/system holds the units with ExecStart= pointing into
-          # the store, so the RPM takes bin/hitless and the units from ../units.
+          # Statically linked (musl): runs on any Linux, whatever its libc.
+          # Its units point into the store like the default package's.
           hitless-static = pkgs.pkgsStatic.callPackage ./nix/package.nix { };
 
           hitless-probe = pkgs.callPackage ./nix/probe.nix { };
