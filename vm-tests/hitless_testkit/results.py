@@ -89,7 +89,7 @@ def render(runs: list[dict[str, Any]], sources: Iterable[str], what: str, about:
         f"# {what}: measured",
         "",
         "Written by `python3 -m hitless_testkit.results` from the `results.json` of "
-        f"{len(runs)} full run(s) of `{what}` (Debian 12 host, "
+        f"{len(runs)} run(s) of `{what}` (Debian 12 host, "
         f"{os.cpu_count()} cores, kernel {platform.release()}; systemd 252 in the containers; "
         "8 workers and 300 requests/s per client mode). Each cell is the range over the runs. "
         f"What each test does and asserts: [{about}]({about}).",
@@ -97,7 +97,9 @@ def render(runs: list[dict[str, Any]], sources: Iterable[str], what: str, about:
         "Sources: " + ", ".join(f"`{os.path.basename(s)}`" for s in sources),
     ]
     for scenario, numbers in table.items():
-        lines += ["", f"## {scenario}", "", "| measure | over the runs |", "|---|---|"]
+        present = sum(1 for run in runs if scenario in run or scenario == "run")
+        lines += ["", f"## {scenario}", "", f"In {present} of the {len(runs)} runs.", ""]
+        lines += ["| measure | over the runs |", "|---|---|"]
         lines += [f"| {name} | {spread(values)} |" for name, values in numbers.items()]
     return "\n".join(lines) + "\n"
 

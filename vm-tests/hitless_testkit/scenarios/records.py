@@ -230,8 +230,9 @@ class BacklogResult:
     failed: int
     listen_overflows: int
     """Connections the kernel dropped with the queue full (TcpExtListenOverflows)."""
-    waited_1s_more: int
-    """Requests that took 1 s or more longer than the fastest (SYN retransmits)."""
+    waited_for_retransmit: int
+    """Requests answered half a second or more after the first one: their
+    connection waited for a SYN retransmit."""
     slowest_s: float
 
 
