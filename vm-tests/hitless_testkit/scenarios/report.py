@@ -33,7 +33,8 @@ def format_results(results: Mapping[str, Record]) -> str:
                 for client, c in v.items():
                     lines.append(
                         f"  {client:<17} requests={c['requests']:<6} failed={c['failed']:<4} "
-                        f"(documented library fault: {c['documented_failures']}) connections={c['connections']} "
+                        f"(documented library fault: {c['documented_failures']}, idle-close race: "
+                        f"{c['idle_close_failures']}) connections={c['connections']} "
                         f"{c['library']}"
                     )
             elif isinstance(v, dict) and v and all(isinstance(c, dict) and "retries" in c for c in v.values()):
