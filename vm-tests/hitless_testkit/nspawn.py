@@ -480,9 +480,6 @@ class Machine:
         if rc != 0:
             raise MachineError(f"{self.name}: copy of {source} to {target} failed (exit {rc})")
 
-    def read_file(self, path: str) -> str:
-        return self.succeed(f"cat {shlex.quote(path)}")
-
 
 def _children(pid: int) -> list[int]:
     try:

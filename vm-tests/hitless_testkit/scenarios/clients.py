@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .env import (
@@ -278,26 +278,43 @@ def judge(
     return problems, documented, raced
 
 
+def run_until(
+    env: Env,
+    running: Sequence[RunningClient],
+    done: Callable[[ClientReport], bool],
+    what: str,
+    timeout: float = 60.0,
+) -> dict[str, ClientReport]:
+    """Start `running`, wait until every client's report satisfies `done`
+    (raise after `timeout` seconds, naming `what` it waited for), stop them
+    all, and return their final reports."""
+    try:
+        for r in running:
+            r.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            reports = read_reports(env, running)
+            if all(r.client.name in reports and done(reports[r.client.name]) for r in running):
+                break
+            if time.monotonic() > deadline:
+                raise ScenarioFailed(f"waited {timeout:.0f}s for {what}: {reports}")
+            time.sleep(0.1)
+    finally:
+        stop_all(running)
+    return read_reports(env, running)
+
+
 def clients_see_failures(env: Env, client_dir: str, clients: Sequence[Client]) -> None:
     """Every client, pointed at a port where nothing listens, must report
     failures, with its library's error, and no success: the clients can
     fail, so their 0 failures elsewhere mean something."""
     with env.subtest("every client reports the failures it sees (nothing listens on NOWHERE)"):
-        running = [RunningClient(env, c, client_dir, NOWHERE, role="check") for c in clients]
-        try:
-            for r in running:
-                r.start()
-            deadline = time.monotonic() + 60
-            while True:
-                reports = read_reports(env, running)
-                if all(c.name in reports and reports[c.name].failed >= 3 for c in clients):
-                    break
-                if time.monotonic() > deadline:
-                    raise ScenarioFailed(f"not every client reported failures against {NOWHERE}: {reports}")
-                time.sleep(0.1)
-        finally:
-            stop_all(running)
-        reports = read_reports(env, running)
+        reports = run_until(
+            env,
+            [RunningClient(env, c, client_dir, NOWHERE, role="check") for c in clients],
+            lambda rep: rep.failed >= 3,
+            f"every client to report failures against {NOWHERE}",
+        )
         for c in clients:
             rep = reports.get(c.name)
             if rep is None or not rep.final or rep.ok or not rep.failed:
@@ -323,24 +340,15 @@ def idle_close_race(env: Env, client_dir: str, clients: Sequence[Client]) -> dic
             f"for i in $(seq 100); do ss -Hltn 'sport = :{IDLE_CLOSE_PORT}' | grep -q . && exit 0; sleep 0.1; done; "
             "exit 1",
         )
-        running = [RunningClient(env, c, client_dir, url, role="idle-close") for c in h1]
         try:
-            for r in running:
-                r.start()
-            deadline = time.monotonic() + 60
-            while True:
-                reports = read_reports(env, running)
-                if all(c.name in reports and reports[c.name].requests >= IDLE_CLOSE_REQUESTS for c in h1):
-                    break
-                if time.monotonic() > deadline:
-                    raise ScenarioFailed(
-                        f"clients did not make {IDLE_CLOSE_REQUESTS} requests against {url}: {reports}"
-                    )
-                time.sleep(0.1)
+            reports = run_until(
+                env,
+                [RunningClient(env, c, client_dir, url, role="idle-close") for c in h1],
+                lambda rep: rep.requests >= IDLE_CLOSE_REQUESTS,
+                f"every client to make {IDLE_CLOSE_REQUESTS} requests against {url}",
+            )
         finally:
-            stop_all(running)
             env.client.execute(f"systemctl stop {server}")
-        reports = read_reports(env, running)
         numbers = {}
         for c in h1:
             rep = reports.get(c.name)
