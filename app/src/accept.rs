@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
+
+use crate::drain::Drain;
 
 /// Back-off after accept() fails for a reason other than the peer (EMFILE…).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -43,11 +44,11 @@ impl Acceptor for UnixListener {
 }
 
 /// Accept on `listener` and spawn `serve` for every connection on
-/// `connections`, until `drain` is cancelled; then drop the listener.
+/// `connections`, until the drain starts; then drop the listener.
 pub(crate) async fn accept_loop<A, F, Fut>(
     listener: A,
     address: String,
-    drain: CancellationToken,
+    drain: Drain,
     connections: TaskTracker,
     serve: F,
 ) where
@@ -58,7 +59,7 @@ pub(crate) async fn accept_loop<A, F, Fut>(
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = drain.cancelled() => break,
+            () = drain.started() => break,
             accepted = listener.accept_one() => accepted,
         };
         match accepted {

@@ -1,259 +1,201 @@
-//! What one connection is doing, as its timers need to know it: which
-//! protocol it speaks, whether a request is in flight, when it last did
-//! something.
+//! What one connection is doing, as its timers need to know it: whether a
+//! request is in flight, whether it moved bytes, whether the next HTTP/1
+//! request head has begun.
 //!
-//! Fed from two sides: the I/O wrapper ([`crate::watched_io`]) reports
-//! bytes read and written, the service wrapper ([`crate::service`]) reports
-//! requests from the moment their head is complete until their response
-//! body is done. The connection task ([`crate::connection`]) reads it to
-//! decide when to close the connection.
+//! Fed from two sides: the I/O wrapper ([`crate::watched_io`]) counts reads
+//! and writes, the service wrapper ([`crate::service`]) counts requests from
+//! the moment their head is complete until their response body is done.
+//! The connection task ([`crate::connection`]) reads it only when one of
+//! its timers fires, so nothing here wakes anybody and every update is a
+//! plain atomic store or add: the per-request cost of the timers is the
+//! cost of these counters.
+//!
+//! Every field but `in_flight` has one writer, the connection's own task
+//! (hyper does all reads and writes, and calls the service, from the task
+//! that polls the connection; only HTTP/2 response bodies end in tasks of
+//! their own), so those updates are relaxed loads and stores.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
-use tokio::sync::Notify;
-use tokio::time::Instant;
-
-/// The HTTP/2 client connection preface (RFC 9113 §3.4). A connection that
-/// starts with it speaks HTTP/2 (prior knowledge); anything else is HTTP/1.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// The protocol of a connection, as told by its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Protocol {
-    /// Nothing read yet, or only a part of the HTTP/2 preface.
-    Unknown,
-    /// HTTP/1.x.
-    Http1,
-    /// HTTP/2 with prior knowledge.
-    Http2,
-}
-
-/// A snapshot of a connection's activity.
-#[derive(Debug, Clone)]
-pub(crate) struct State {
-    pub(crate) protocol: Protocol,
-    /// How many bytes of [`H2_PREFACE`] the first bytes matched.
-    preface_matched: usize,
-    /// When the connection was accepted.
-    pub(crate) accepted: Instant,
-    /// Requests whose head was complete, so far.
-    pub(crate) requests: u64,
-    /// Requests whose response is not done yet (HTTP/2: open streams).
-    pub(crate) in_flight: usize,
-    /// Since when no request has been in flight.
-    pub(crate) idle_since: Instant,
-    /// HTTP/1: when the first byte of a request head arrived, while that
-    /// head is not complete.
-    pub(crate) head_started: Option<Instant>,
-    /// When bytes were last written to the peer.
-    pub(crate) last_write: Instant,
-    /// When bytes were last read from the peer (or the lingering close
-    /// began).
-    pub(crate) last_read: Instant,
-    /// The peer closed its side (a read returned end of file).
-    pub(crate) peer_closed: bool,
-    /// The connection is in its lingering close.
-    pub(crate) lingering: bool,
-}
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 
 /// The shared activity record of one connection.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Activity {
-    state: Mutex<State>,
-    changed: Notify,
+    /// Requests whose head was complete, so far.
+    requests: AtomicU64,
+    /// Requests whose response is not done yet (HTTP/2: open streams).
+    in_flight: AtomicUsize,
+    /// Reads and writes that moved bytes (and bytes discarded while
+    /// lingering), so far.
+    io: AtomicU64,
+    /// HTTP/1: bytes arrived while no request was in flight, and the head
+    /// they begin is not complete yet.
+    head_started: AtomicBool,
+    /// The peer closed its side (a read returned end of file).
+    peer_closed: AtomicBool,
+    /// The connection is in its lingering close.
+    lingering: AtomicBool,
+    /// The latest request came with a body that was not known to be empty,
+    /// so unread bytes of it may still be on their way when the connection
+    /// closes.
+    body_expected: AtomicBool,
+    /// The keep-alive timeout was announced on this connection.
+    keep_alive_announced: AtomicBool,
+}
+
+/// A copy of the counters, to tell whether anything happened in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Marks {
+    pub(crate) requests: u64,
+    pub(crate) in_flight: usize,
+    pub(crate) io: u64,
+}
+
+/// Add one to a counter that only the connection's task writes.
+#[inline]
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Relaxed).wrapping_add(1), Relaxed);
 }
 
 impl Activity {
     pub(crate) fn new() -> Activity {
-        let now = Instant::now();
-        Activity {
-            state: Mutex::new(State {
-                protocol: Protocol::Unknown,
-                preface_matched: 0,
-                accepted: now,
-                requests: 0,
-                in_flight: 0,
-                idle_since: now,
-                head_started: None,
-                last_write: now,
-                last_read: now,
-                peer_closed: false,
-                lingering: false,
-            }),
-            changed: Notify::new(),
+        Activity::default()
+    }
+
+    /// The counters now.
+    pub(crate) fn marks(&self) -> Marks {
+        Marks {
+            requests: self.requests.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed),
+            io: self.io.load(Relaxed),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // The state stays consistent at every await point; a panic while
-        // holding the lock cannot leave it half-changed.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Relaxed)
     }
 
-    /// A copy of the current state.
-    pub(crate) fn snapshot(&self) -> State {
-        self.lock().clone()
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
     }
 
-    /// Resolves once the state changed in a way that can move a deadline
-    /// earlier (since the previous call). One waiter: the connection task.
-    pub(crate) async fn changed(&self) {
-        self.changed.notified().await;
+    pub(crate) fn head_started(&self) -> bool {
+        self.head_started.load(Relaxed)
     }
 
-    fn update(&self, f: impl FnOnce(&mut State) -> bool) {
-        let notify = f(&mut self.lock());
-        if notify {
-            self.changed.notify_one();
+    pub(crate) fn peer_closed(&self) -> bool {
+        self.peer_closed.load(Relaxed)
+    }
+
+    pub(crate) fn lingering(&self) -> bool {
+        self.lingering.load(Relaxed)
+    }
+
+    pub(crate) fn body_expected(&self) -> bool {
+        self.body_expected.load(Relaxed)
+    }
+
+    pub(crate) fn keep_alive_announced(&self) -> bool {
+        self.keep_alive_announced.load(Relaxed)
+    }
+
+    pub(crate) fn set_keep_alive_announced(&self) {
+        self.keep_alive_announced.store(true, Relaxed);
+    }
+
+    /// `n` bytes were read from the peer (0: end of file); `http1` when
+    /// they may begin an HTTP/1 request head.
+    #[inline]
+    pub(crate) fn on_read(&self, n: usize, http1: bool) {
+        if n == 0 {
+            self.peer_closed.store(true, Relaxed);
+            return;
+        }
+        bump(&self.io);
+        if http1 && self.in_flight.load(Relaxed) == 0 && !self.head_started.load(Relaxed) {
+            self.head_started.store(true, Relaxed);
         }
     }
 
-    /// `bytes` were read from the peer; empty means end of file.
-    pub(crate) fn on_read(&self, bytes: &[u8]) {
-        self.update(|s| {
-            if bytes.is_empty() {
-                s.peer_closed = true;
-                return true;
-            }
-            s.last_read = Instant::now();
-            let before = s.protocol;
-            if s.protocol == Protocol::Unknown {
-                s.protocol = sniff(&mut s.preface_matched, bytes);
-            }
-            let head_starts =
-                s.protocol == Protocol::Http1 && s.in_flight == 0 && s.head_started.is_none();
-            if head_starts {
-                s.head_started = Some(Instant::now());
-            }
-            head_starts || s.protocol != before
-        });
-    }
-
-    /// Bytes were written to the peer.
-    pub(crate) fn on_write(&self) {
-        self.update(|s| {
-            s.last_write = Instant::now();
-            false
-        });
+    /// Bytes were written to the peer, or discarded in the lingering close.
+    #[inline]
+    pub(crate) fn on_io(&self) {
+        bump(&self.io);
     }
 
     /// The lingering close began or ended.
     pub(crate) fn set_lingering(&self, lingering: bool) {
-        self.update(|s| {
-            s.lingering = lingering;
-            s.last_read = Instant::now();
-            true
-        });
+        self.lingering.store(lingering, Relaxed);
+        bump(&self.io);
     }
 
-    /// Bytes were read and discarded in the lingering close.
-    pub(crate) fn on_discard(&self) {
-        self.update(|s| {
-            s.last_read = Instant::now();
-            false
-        });
-    }
-
-    /// A request head is complete; the request is in flight until the
-    /// returned guard is dropped (with the response body, once it is done).
-    pub(crate) fn request(self: &std::sync::Arc<Self>, http2: bool) -> InFlight {
-        self.update(|s| {
-            if http2 {
-                s.protocol = Protocol::Http2;
-            } else if s.protocol == Protocol::Unknown {
-                s.protocol = Protocol::Http1;
-            }
-            s.requests += 1;
-            s.in_flight += 1;
-            s.head_started = None;
-            true
-        });
+    /// A request head is complete; `body` when a request body may follow.
+    /// The request is in flight until the returned guard is dropped (with
+    /// the response body, once it is done).
+    #[inline]
+    pub(crate) fn request(self: &Arc<Self>, body: bool) -> InFlight {
+        self.in_flight.fetch_add(1, Relaxed);
+        bump(&self.requests);
+        self.head_started.store(false, Relaxed);
+        self.body_expected.store(body, Relaxed);
         InFlight(self.clone())
     }
 }
 
 /// One request in flight; dropping it ends the request.
 #[derive(Debug)]
-pub(crate) struct InFlight(std::sync::Arc<Activity>);
+pub(crate) struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.update(|s| {
-            s.in_flight = s.in_flight.saturating_sub(1);
-            if s.in_flight == 0 {
-                s.idle_since = Instant::now();
-            }
-            true
-        });
-    }
-}
-
-/// Match the first bytes of a connection against the HTTP/2 preface, as
-/// hyper-util's protocol detection does.
-fn sniff(matched: &mut usize, bytes: &[u8]) -> Protocol {
-    let rest = &H2_PREFACE[*matched..];
-    let n = rest.len().min(bytes.len());
-    if rest[..n] != bytes[..n] {
-        return Protocol::Http1;
-    }
-    *matched += n;
-    if *matched == H2_PREFACE.len() {
-        Protocol::Http2
-    } else {
-        Protocol::Unknown
+        self.0.in_flight.fetch_sub(1, Relaxed);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-
-    fn sniffed(chunks: &[&[u8]]) -> Protocol {
-        let mut matched = 0;
-        let mut protocol = Protocol::Unknown;
-        for c in chunks {
-            if protocol == Protocol::Unknown {
-                protocol = sniff(&mut matched, c);
-            }
-        }
-        protocol
-    }
-
-    #[test]
-    fn protocol_from_the_first_bytes() {
-        assert_eq!(sniffed(&[b"GET / HTTP/1.1\r\n"]), Protocol::Http1);
-        assert_eq!(sniffed(&[b"P"]), Protocol::Unknown);
-        assert_eq!(sniffed(&[b"P", b"OST / HTTP/1.1"]), Protocol::Http1);
-        assert_eq!(sniffed(&[b"PRI * HTTP/2.0\r\n"]), Protocol::Unknown);
-        assert_eq!(
-            sniffed(&[b"PRI * HTTP/2.0\r\n", b"\r\nSM\r\n\r\n"]),
-            Protocol::Http2
-        );
-        assert_eq!(sniffed(&[H2_PREFACE, b"\0\0\0\x04"]), Protocol::Http2);
-        assert_eq!(sniffed(&[b"PRI * HTTP/2.0\r\n\r\nXX"]), Protocol::Http1);
-    }
 
     #[test]
     fn requests_and_heads() {
         let a = Arc::new(Activity::new());
-        a.on_read(b"GET / HTTP/1.1\r\n");
-        let s = a.snapshot();
-        assert_eq!(s.protocol, Protocol::Http1);
-        assert!(s.head_started.is_some());
+        a.on_read(16, true);
+        assert!(a.head_started());
+        let before = a.marks();
         let guard = a.request(false);
-        let s = a.snapshot();
-        assert_eq!((s.requests, s.in_flight, s.head_started), (1, 1, None));
+        assert_eq!(
+            (a.requests(), a.in_flight(), a.head_started()),
+            (1, 1, false)
+        );
+        assert_ne!(a.marks(), before);
         // Body bytes of a request in flight do not start a head.
-        a.on_read(b"body");
-        assert!(a.snapshot().head_started.is_none());
+        a.on_read(4, true);
+        assert!(!a.head_started());
         drop(guard);
-        let s = a.snapshot();
-        assert_eq!(s.in_flight, 0);
-        a.on_read(b"G");
-        assert!(a.snapshot().head_started.is_some());
-        a.on_read(b"");
-        assert!(a.snapshot().peer_closed);
+        assert_eq!(a.in_flight(), 0);
+        // HTTP/2 frames never do.
+        a.on_read(9, false);
+        assert!(!a.head_started());
+        a.on_read(1, true);
+        assert!(a.head_started());
+        assert!(!a.peer_closed());
+        a.on_read(0, true);
+        assert!(a.peer_closed());
+    }
+
+    #[test]
+    fn marks_move_with_every_kind_of_activity() {
+        let a = Arc::new(Activity::new());
+        let m0 = a.marks();
+        a.on_io();
+        let m1 = a.marks();
+        assert_ne!(m0, m1);
+        let g = a.request(true);
+        assert!(a.body_expected());
+        let m2 = a.marks();
+        assert_ne!(m1, m2);
+        drop(g);
+        assert_ne!(m2, a.marks());
     }
 }

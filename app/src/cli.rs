@@ -58,16 +58,23 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "75s", value_parser = parse_positive_duration)]
     pub keepalive_timeout: Duration,
 
-    /// How often an HTTP/2 connection that received nothing for that long
-    /// is checked with a PING, to find peers that have gone. 0s sends no
-    /// PINGs.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    /// How often an HTTP/2 connection with a stream open that received
+    /// nothing for that long is checked with a PING, to find peers that no
+    /// longer answer. 0s (the default) sends no PINGs; TCP keep-alive
+    /// (--tcp-keepalive) finds peers whose host has gone.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
     pub http2_keepalive_interval: Duration,
 
     /// How long to wait for the answer to such a PING before closing the
     /// connection. Must be above zero.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_positive_duration)]
     pub http2_keepalive_timeout: Duration,
+
+    /// TCP keep-alive idle time for accepted connections (then 3 probes at
+    /// a third of it, at most 10s apart); 0s leaves the socket's setting
+    /// alone (systemd.socket KeepAlive=).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub tcp_keepalive: Duration,
 
     /// Keep the soft RLIMIT_NOFILE as started (systemd: 1024) instead of
     /// raising it to the hard limit.
@@ -104,6 +111,7 @@ impl Cli {
             keepalive_timeout: self.keepalive_timeout,
             http2_keepalive_interval: self.http2_keepalive_interval,
             http2_keepalive_timeout: self.http2_keepalive_timeout,
+            tcp_keepalive: Some(self.tcp_keepalive).filter(|d| !d.is_zero()),
             raise_nofile_limit: !self.keep_nofile_limit,
         }
     }

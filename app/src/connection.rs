@@ -1,10 +1,13 @@
-//! Serving one connection: its timeouts, and its part of the drain.
+//! Serving one connection: its protocol, its timeouts, and its part of the
+//! drain.
 //!
-//! hyper's own HTTP/1 header-read timeout only starts once hyper-util has
-//! seen that a connection speaks HTTP/1, and it also limits how long an idle
-//! keep-alive connection is kept; HTTP/2 connections have no such limit at
-//! all. So the timers live here, above hyper, fed by the connection's
-//! [`Activity`]:
+//! The connection's first bytes tell its protocol (the HTTP/2 connection
+//! preface, RFC 9113 §3.4, or anything else for HTTP/1.x); they are handed
+//! to hyper's HTTP/1 or HTTP/2 connection, which serves the rest.
+//!
+//! hyper's own HTTP/1 header-read timeout also limits how long an idle
+//! keep-alive connection is kept, and HTTP/2 connections have no such limit
+//! at all. So the timers live here, above hyper:
 //! - a connection must deliver a complete request head within the
 //!   header-read timeout from accept(), whatever protocol it turns out to
 //!   speak (silent, a part of the HTTP/2 preface, the preface and SETTINGS
@@ -16,38 +19,49 @@
 //!   §6.8) after the keep-alive timeout; with streams open, hyper's
 //!   keep-alive PINGs find a peer that has gone.
 //!
+//! One timer per connection, armed only when a state needs a deadline and
+//! never pushed back by traffic: when it fires, the connection's
+//! [`Activity`] counters tell whether anything happened since it was armed,
+//! and it is armed again from there. Requests therefore pay for counters,
+//! not for timer updates; the price is that a deadline that depends on
+//! "since the last activity" is met late by up to [`PRECISION`] of its
+//! length (the keep-alive timeout) or by up to one idle grace, never early.
+//!
 //! When the drain starts, an HTTP/2 connection gets GOAWAY at once (hyper:
 //! GOAWAY, PING round trip, final GOAWAY), so its client moves to a new
 //! connection. A connection with a request in flight (HTTP/2: a stream
 //! open) is served to the end; HTTP/1 answers say `Connection: close`. A
 //! connection with nothing in flight is closed once it has been quiet for
-//! the idle grace, whatever its protocol: a request the client already sent,
-//! or sends meanwhile, is still served, and an HTTP/2 peer that never
-//! answers the PING does not hold the drain. Plain hyper
-//! `graceful_shutdown()` would close an idle HTTP/1 connection at once and
-//! reset a request already in the socket buffer, the auto builder would
-//! fail a connection still being sniffed, and HTTP/2 would wait for the
-//! PING until the drain deadline.
+//! the idle grace (between one and two graces after its last read or
+//! write), whatever its protocol: a request the client already sent, or
+//! sends meanwhile, is still served, and an HTTP/2 peer that never answers
+//! the PING does not hold the drain. Plain hyper `graceful_shutdown()`
+//! would close an idle HTTP/1 connection at once and reset a request
+//! already in the socket buffer, and HTTP/2 would wait for the PING until
+//! the drain deadline.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
-use hyper::header::HeaderValue;
+use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
-use crate::activity::{Activity, Protocol, State};
-use crate::service::{keep_alive_header, DrainAware};
+use crate::activity::{Activity, Marks};
+use crate::drain::{Drain, DrainWatch};
+use crate::service::{keep_alive_header, DrainAware, Shared};
 use crate::settings::Settings;
-use crate::watched_io::WatchedIo;
+use crate::watched_io::{WatchedIo, PREFIX_MAX};
 use crate::BoxError;
 
 /// Largest HTTP/1 request head accepted (hyper answers 431 above it).
@@ -59,6 +73,15 @@ const MAX_HEADER_LIST_BYTES: u32 = 64 * 1024;
 /// an `Instant`.
 const LONGEST_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// A deadline measured from the last activity is met within this part of
+/// its length after it passed: the timer looks again every
+/// `timeout / PRECISION` while the connection is busy.
+const PRECISION: u32 = 8;
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4). A connection that
+/// starts with it speaks HTTP/2 (prior knowledge); anything else is HTTP/1.
+const H2_PREFACE: &[u8; PREFIX_MAX] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// The timeouts a connection's next step depends on.
 #[derive(Debug, Clone, Copy)]
 struct Timeouts {
@@ -67,16 +90,7 @@ struct Timeouts {
     idle_grace: Duration,
 }
 
-/// What to do with a connection when its deadline comes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// Close it now.
-    Cut(Why),
-    /// HTTP/2 idle: send GOAWAY and close it as the drain does.
-    GoAway,
-}
-
-/// Why a connection is cut.
+/// Why a connection is closed by the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Why {
     HeaderRead,
@@ -94,70 +108,155 @@ impl fmt::Display for Why {
     }
 }
 
-/// When a connection in `state` is due, and for what; `None` while a
-/// request is in flight, or while the lingering close runs outside a drain
-/// (both end by themselves). `closing` is when the drain (or an HTTP/2 idle
-/// GOAWAY) began.
-fn next_step(state: &State, closing: Option<Instant>, t: &Timeouts) -> Option<(Instant, Step)> {
-    if state.in_flight > 0 {
-        return None;
+/// What the timer found when it fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Look again at this time.
+    Wait(Instant),
+    /// Close the connection now.
+    Cut(Why),
+    /// HTTP/2, idle for the keep-alive timeout: GOAWAY, then close it as
+    /// the drain does.
+    GoAway,
+}
+
+/// The timer's view of a connection: what it saw when it last looked.
+#[derive(Debug, Clone)]
+struct Watch {
+    accepted: Instant,
+    /// The counters when the timer last looked.
+    seen: Marks,
+    /// When the timer last saw something happen (or the connection began,
+    /// or the drain).
+    active_at: Instant,
+    /// HTTP/1: when the head being received began (as first seen), and the
+    /// request count then.
+    head: Option<(Instant, u64)>,
+    /// When the drain (or an HTTP/2 idle GOAWAY) began.
+    closing: Option<Instant>,
+}
+
+impl Watch {
+    fn new(now: Instant, seen: Marks) -> Watch {
+        Watch {
+            accepted: now,
+            seen,
+            active_at: now,
+            head: None,
+            closing: None,
+        }
     }
-    // The head of a request being received: the first request's from
-    // accept(), a later HTTP/1 request's from its first byte.
-    let head = if state.requests == 0 {
-        Some(state.accepted)
-    } else {
-        state.head_started
-    };
-    let Some(since) = closing else {
-        if state.lingering {
-            return None;
+
+    /// Note a request head that began (HTTP/1), first seen `now`.
+    fn head_started(&mut self, now: Instant, requests: u64) -> bool {
+        match self.head {
+            Some((_, n)) if n == requests => false,
+            _ => {
+                self.head = Some((now, requests));
+                true
+            }
         }
-        return match (state.protocol, head) {
-            (_, Some(start)) => Some((start + t.header_read, Step::Cut(Why::HeaderRead))),
-            (Protocol::Http2, _) => Some((state.idle_since + t.keepalive, Step::GoAway)),
-            _ => Some((state.idle_since + t.keepalive, Step::Cut(Why::KeepAlive))),
+    }
+
+    /// When the head being received must be complete, if one is.
+    fn head_deadline(&self, a: &Activity, t: &Timeouts) -> Option<Instant> {
+        let requests = a.requests();
+        if requests == 0 {
+            return Some(self.accepted + t.header_read);
+        }
+        match self.head {
+            Some((since, n)) if n == requests && a.head_started() => Some(since + t.header_read),
+            _ => None,
+        }
+    }
+
+    /// The timer fired at `now`: what to do.
+    fn step(&mut self, a: &Activity, http2: bool, now: Instant, t: &Timeouts) -> Step {
+        let marks = a.marks();
+        let moved = marks != self.seen;
+        self.seen = marks;
+        if moved || marks.in_flight > 0 {
+            self.active_at = now;
+        }
+        if a.head_started() {
+            // Begun since the timer last looked, if the connection did not
+            // see it at once: counted from now, late rather than early.
+            self.head_started(now, marks.requests);
+        }
+        // A lingering close has bounds of its own.
+        let head = if a.lingering() {
+            None
+        } else {
+            self.head_deadline(a, t)
         };
-    };
-    // Closing: nothing in flight, so the connection goes once it has been
-    // quiet for the idle grace. A request (or the rest of a body, in the
-    // lingering close) still arriving keeps it, an HTTP/1 head no longer
-    // than its header-read timeout.
-    let quiet = since
-        .max(state.idle_since)
-        .max(state.last_write)
-        .max(state.last_read);
-    let grace = (quiet + t.idle_grace, Step::Cut(Why::IdleGrace));
-    match (state.protocol, state.head_started.and(head)) {
-        (Protocol::Http1, Some(start)) if !state.lingering && start + t.header_read < grace.0 => {
-            Some((start + t.header_read, Step::Cut(Why::HeaderRead)))
+        if let Some(since) = self.closing {
+            // Closing: nothing in flight, so the connection goes once it
+            // has been quiet for the idle grace. A request (or the rest of
+            // a body, in the lingering close) still arriving keeps it, an
+            // HTTP/1 head no longer than its header-read timeout.
+            if head.is_some_and(|at| at <= now) {
+                return Step::Cut(Why::HeaderRead);
+            }
+            if marks.in_flight > 0 {
+                return Step::Wait(now + t.idle_grace);
+            }
+            let quiet = since.max(self.active_at);
+            let at = quiet + t.idle_grace;
+            return if at <= now {
+                Step::Cut(Why::IdleGrace)
+            } else {
+                Step::Wait(head.map_or(at, |h| h.min(at)))
+            };
         }
-        _ => Some(grace),
+        if a.lingering() {
+            // Ends by itself, within the lingering bounds.
+            return Step::Wait(now + t.keepalive);
+        }
+        if let Some(at) = head {
+            return if at <= now {
+                Step::Cut(Why::HeaderRead)
+            } else {
+                Step::Wait(at)
+            };
+        }
+        let check = now + t.keepalive / PRECISION;
+        if marks.in_flight > 0 || moved {
+            return Step::Wait(check);
+        }
+        let at = self.active_at + t.keepalive;
+        if at > now {
+            Step::Wait(at.min(check))
+        } else if http2 {
+            Step::GoAway
+        } else {
+            Step::Cut(Why::KeepAlive)
+        }
     }
 }
 
 /// What every connection of a server shares.
 pub(crate) struct Http<S> {
     service: Arc<S>,
-    builder: auto::Builder<TokioExecutor>,
-    drain: CancellationToken,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+    drain: Drain,
     timeouts: Timeouts,
-    keep_alive: HeaderValue,
+    shared: Arc<Shared>,
 }
 
 impl<S> Http<S> {
-    pub(crate) fn new(service: S, settings: &Settings, drain: CancellationToken) -> Self {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+    pub(crate) fn new(service: S, settings: &Settings, drain: Drain) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             // Ours, above hyper (see the module docs).
             .header_read_timeout(None)
+            .max_header_size(MAX_HEAD_BYTES)
             .max_buf_size(MAX_HEAD_BYTES);
         let ping_interval =
             Some(settings.http2_keepalive_interval.min(LONGEST_TIMEOUT)).filter(|d| !d.is_zero());
-        builder
-            .http2()
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
             .timer(TokioTimer::new())
             .max_header_list_size(MAX_HEADER_LIST_BYTES)
             .keep_alive_interval(ping_interval)
@@ -169,13 +268,19 @@ impl<S> Http<S> {
         };
         Http {
             service: Arc::new(service),
-            builder,
+            http1,
+            http2,
+            shared: Arc::new(Shared {
+                drain: drain.clone(),
+                keep_alive: keep_alive_header(timeouts.keepalive),
+            }),
             drain,
             timeouts,
-            keep_alive: keep_alive_header(timeouts.keepalive),
         }
     }
 }
+
+type Io<I> = TokioIo<WatchedIo<I>>;
 
 impl<S, B> Http<S>
 where
@@ -188,73 +293,276 @@ where
 {
     /// Serve HTTP/1.1 or h2c on `io` until the client closes it, a timeout
     /// closes it, or the drain does.
-    pub(crate) async fn serve<I>(self: Arc<Self>, io: I)
+    pub(crate) fn serve<I>(self: Arc<Self>, io: I) -> Served<I, S>
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::new());
-        let service = DrainAware::new(
-            self.service.clone(),
-            self.drain.clone(),
-            activity.clone(),
-            self.keep_alive.clone(),
-        );
-        let io = TokioIo::new(WatchedIo::new(io, activity.clone()));
-        let conn = self.builder.serve_connection(io, service);
-        tokio::pin!(conn);
-
-        let mut closing: Option<Instant> = None;
-        let mut goaway_sent = false;
-        loop {
-            let state = activity.snapshot();
-            // Only once the connection is known to speak HTTP/2: during
-            // protocol detection, hyper-util turns this into an error.
-            if closing.is_some() && state.protocol == Protocol::Http2 && !goaway_sent {
-                conn.as_mut().graceful_shutdown();
-                goaway_sent = true;
-            }
-            let next = next_step(&state, closing, &self.timeouts);
-            let at = next.map_or_else(|| Instant::now() + Duration::from_secs(86_400), |n| n.0);
-            tokio::select! {
-                biased;
-                result = conn.as_mut() => return log_end(result),
-                () = self.drain.cancelled(), if closing.is_none() => {
-                    closing = Some(Instant::now());
-                }
-                () = tokio::time::sleep_until(at), if next.is_some() => {
-                    // Due unless the state moved on since the snapshot.
-                    let now = Instant::now();
-                    match next_step(&activity.snapshot(), closing, &self.timeouts) {
-                        Some((at, Step::GoAway)) if at <= now => closing = Some(now),
-                        Some((at, Step::Cut(why))) if at <= now => {
-                            debug!("closing connection: {why}");
-                            return;
-                        }
-                        _ => {}
-                    }
-                }
-                () = activity.changed() => {}
-            }
+        let now = Instant::now();
+        Connection {
+            watch: Watch::new(now, activity.marks()),
+            drain: self.drain.watch(),
+            timer: tokio::time::sleep_until(now + self.timeouts.header_read),
+            armed: false,
+            goaway_sent: false,
+            proto: Proto::Sniffing {
+                io: Some(WatchedIo::new(io, activity.clone())),
+                prefix: [0; PREFIX_MAX],
+                len: 0,
+            },
+            activity,
+            http: self,
         }
     }
 }
 
-fn log_end(result: Result<(), BoxError>) {
-    if let Err(e) = result {
-        // Clients going away mid-request are routine; not worth a warning.
-        debug!("connection ended with error: {e}");
+/// hyper's connection for each protocol.
+type Http1Conn<I, S> = http1::Connection<Io<I>, DrainAware<S>>;
+type Http2Conn<I, S> = http2::Connection<Io<I>, DrainAware<S>, TokioExecutor>;
+
+/// One connection being served (see [`Connection`]).
+pub(crate) type Served<I, S> = Connection<I, S, Http1Conn<I, S>, Http2Conn<I, S>>;
+
+pin_project! {
+    /// One connection being served: a future that ends when it closes.
+    /// `H1` and `H2` are hyper's connections ([`Served`]).
+    pub(crate) struct Connection<I, S, H1, H2> {
+        #[pin]
+        proto: Proto<I, H1, H2>,
+        #[pin]
+        timer: Sleep,
+        #[pin]
+        drain: DrainWatch,
+        // The timer is registered (at `timer.deadline()`).
+        armed: bool,
+        goaway_sent: bool,
+        watch: Watch,
+        activity: Arc<Activity>,
+        http: Arc<Http<S>>,
+    }
+}
+
+pin_project! {
+    #[project = ProtoProj]
+    enum Proto<I, H1, H2> {
+        // Reading the first bytes, to tell the protocol.
+        Sniffing {
+            io: Option<WatchedIo<I>>,
+            prefix: [u8; PREFIX_MAX],
+            len: usize,
+        },
+        Http1 { #[pin] conn: H1 },
+        Http2 { #[pin] conn: H2 },
+    }
+}
+
+/// What the protocol's part of a poll came to.
+enum Progress {
+    Pending,
+    Done(Result<(), BoxError>),
+}
+
+impl<I, S, B> Served<I, S>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// Poll the protocol: sniff, then hand the connection to hyper.
+    fn poll_proto(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Progress {
+        loop {
+            let this = self.as_mut().project();
+            match this.proto.project() {
+                ProtoProj::Http1 { conn } => {
+                    return match conn.poll(cx) {
+                        Poll::Ready(r) => Progress::Done(r.map_err(Into::into)),
+                        Poll::Pending => Progress::Pending,
+                    };
+                }
+                ProtoProj::Http2 { conn } => {
+                    return match conn.poll(cx) {
+                        Poll::Ready(r) => Progress::Done(r.map_err(Into::into)),
+                        Poll::Pending => Progress::Pending,
+                    };
+                }
+                ProtoProj::Sniffing { io, prefix, len } => {
+                    let Some(watched) = io.as_mut() else {
+                        return Progress::Done(Ok(()));
+                    };
+                    let mut buf = ReadBuf::new(&mut prefix[*len..]);
+                    match Pin::new(watched).poll_read(cx, &mut buf) {
+                        Poll::Pending => return Progress::Pending,
+                        Poll::Ready(Err(e)) => return Progress::Done(Err(e.into())),
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    let n = buf.filled().len();
+                    if n == 0 {
+                        // Closed before saying anything.
+                        return Progress::Done(Ok(()));
+                    }
+                    *len += n;
+                    let got = &prefix[..*len];
+                    let http2 = got == H2_PREFACE;
+                    if !http2 && H2_PREFACE.starts_with(got) {
+                        continue;
+                    }
+                    let Some(mut watched) = io.take() else {
+                        return Progress::Done(Ok(()));
+                    };
+                    watched.replay(got, !http2);
+                    let http = &**this.http;
+                    let service = DrainAware::new(
+                        http.service.clone(),
+                        http.shared.clone(),
+                        this.activity.clone(),
+                    );
+                    let io = TokioIo::new(watched);
+                    let next = if http2 {
+                        Proto::Http2 {
+                            conn: http.http2.serve_connection(io, service),
+                        }
+                    } else {
+                        Proto::Http1 {
+                            conn: http.http1.serve_connection(io, service),
+                        }
+                    };
+                    self.as_mut().project().proto.set(next);
+                }
+            }
+        }
+    }
+
+    /// Arm the timer for `at` and register it.
+    fn arm(self: Pin<&mut Self>, at: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let mut timer = this.timer;
+        if !*this.armed || timer.deadline() != at {
+            timer.as_mut().reset(at);
+        }
+        *this.armed = true;
+        timer.poll(cx)
+    }
+
+    /// Begin closing: GOAWAY for HTTP/2 (once the protocol is known), and
+    /// the idle grace from now.
+    fn start_closing(mut self: Pin<&mut Self>, now: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.as_mut().project();
+        this.watch.closing = Some(now);
+        let at = now + this.http.timeouts.idle_grace;
+        self.as_mut().send_goaway();
+        self.arm(at, cx)
+    }
+
+    fn send_goaway(self: Pin<&mut Self>) {
+        let this = self.project();
+        if *this.goaway_sent {
+            return;
+        }
+        if let ProtoProj::Http2 { conn } = this.proto.project() {
+            conn.graceful_shutdown();
+            *this.goaway_sent = true;
+        }
+    }
+}
+
+impl<I, S, B> Future for Served<I, S>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.watch.closing.is_none() && self.as_mut().project().drain.poll_started(cx) {
+            // The drain started: the grace from now, GOAWAY for HTTP/2.
+            // Polled below, so a grace already over is seen at once.
+            let _ = self.as_mut().start_closing(Instant::now(), cx);
+        }
+        loop {
+            if let Progress::Done(result) = self.as_mut().poll_proto(cx) {
+                if let Err(e) = result {
+                    // Clients going away mid-request are routine; not
+                    // worth a warning.
+                    debug!("connection ended with error: {e}");
+                }
+                return Poll::Ready(());
+            }
+            let this = self.as_mut().project();
+            if this.watch.closing.is_some() {
+                // The protocol may have become known since the drain began.
+                self.as_mut().send_goaway();
+            } else if matches!(*this.proto, Proto::Http1 { .. })
+                && this.activity.head_started()
+                && this
+                    .watch
+                    .head_started(Instant::now(), this.activity.requests())
+            {
+                // The next head began and is not complete: its header-read
+                // timeout, from now.
+                let at = this
+                    .watch
+                    .head
+                    .map(|(since, _)| since)
+                    .unwrap_or_else(Instant::now)
+                    + this.http.timeouts.header_read;
+                let earlier = !*this.armed || this.timer.deadline() > at;
+                if earlier && self.as_mut().arm(at, cx).is_ready() {
+                    continue;
+                }
+            }
+            let this = self.as_mut().project();
+            if !*this.armed {
+                // The first time the connection waits: the header-read
+                // timeout from accept().
+                let at = this.watch.accepted + this.http.timeouts.header_read;
+                if self.as_mut().arm(at, cx).is_pending() {
+                    return Poll::Pending;
+                }
+            } else if !this.timer.is_elapsed() {
+                // Registered with this task's waker when it was armed.
+                return Poll::Pending;
+            }
+            // The timer fired: look at the connection.
+            let this = self.as_mut().project();
+            let now = Instant::now();
+            let http2 = matches!(*this.proto, Proto::Http2 { .. });
+            let step = this
+                .watch
+                .step(this.activity, http2, now, &this.http.timeouts);
+            match step {
+                Step::Cut(why) => {
+                    debug!("closing connection: {why}");
+                    return Poll::Ready(());
+                }
+                Step::GoAway => {
+                    let _ = self.as_mut().start_closing(now, cx);
+                }
+                Step::Wait(at) => {
+                    let _ = self.as_mut().arm(at, cx);
+                }
+            }
+            // Polled again: the protocol may have work after a GOAWAY, and
+            // a timer already due is seen on the next round.
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     const T: Timeouts = Timeouts {
         header_read: Duration::from_secs(10),
-        keepalive: Duration::from_secs(75),
+        keepalive: Duration::from_secs(80),
         idle_grace: Duration::from_millis(100),
     };
 
@@ -262,111 +570,158 @@ mod tests {
         Duration::from_secs(s)
     }
 
+    fn fresh() -> (Arc<Activity>, Watch, Instant) {
+        let a = Arc::new(Activity::new());
+        let t0 = Instant::now();
+        let w = Watch::new(t0, a.marks());
+        (a, w, t0)
+    }
+
     #[test]
     fn a_new_connection_has_the_header_read_timeout_whatever_it_sent() {
-        for first in [&b""[..], b"PRI * HTTP/2.0\r\n", b"GET / HTTP/1.1\r\n"] {
-            let a = Activity::new();
-            a.on_read(first);
-            let s = a.snapshot();
-            let due = next_step(&s, None, &T);
+        for (n, http2) in [(0, false), (16, false), (24, true)] {
+            let (a, mut w, t0) = fresh();
+            a.on_read(n, !http2);
             assert_eq!(
-                due,
-                Some((s.accepted + secs(10), Step::Cut(Why::HeaderRead)))
+                w.step(&a, http2, t0 + secs(3), &T),
+                Step::Wait(t0 + secs(10))
+            );
+            assert_eq!(
+                w.step(&a, http2, t0 + secs(10), &T),
+                Step::Cut(Why::HeaderRead)
             );
         }
     }
 
     #[test]
     fn http1_idle_then_a_new_head() {
-        let a = Arc::new(Activity::new());
-        a.on_read(b"GET / HTTP/1.1\r\n\r\n");
+        let (a, mut w, t0) = fresh();
         let req = a.request(false);
-        assert_eq!(next_step(&a.snapshot(), None, &T), None);
+        // In flight: only looked at again now and then, never cut.
+        assert_eq!(
+            w.step(&a, false, t0 + secs(1), &T),
+            Step::Wait(t0 + secs(11))
+        );
+        assert_eq!(
+            w.step(&a, false, t0 + secs(500), &T),
+            Step::Wait(t0 + secs(510))
+        );
         drop(req);
-        let s = a.snapshot();
+        // It ended since the last look: busy until then.
+        let t1 = t0 + secs(510);
+        assert_eq!(w.step(&a, false, t1, &T), Step::Wait(t1 + secs(10)));
+        // Quiet: the keep-alive timeout from the last time it was busy.
         assert_eq!(
-            next_step(&s, None, &T),
-            Some((s.idle_since + secs(75), Step::Cut(Why::KeepAlive)))
+            w.step(&a, false, t1 + secs(10), &T),
+            Step::Wait(t1 + secs(20))
         );
-        a.on_read(b"G");
-        let s = a.snapshot();
-        let started = s.head_started.unwrap();
         assert_eq!(
-            next_step(&s, None, &T),
-            Some((started + secs(10), Step::Cut(Why::HeaderRead)))
+            w.step(&a, false, t1 + secs(75), &T),
+            Step::Wait(t1 + secs(80))
         );
-        // While draining, the request on its way is waited for while bytes
-        // keep coming, never beyond its header-read timeout.
-        let drain = Instant::now();
-        let quiet = drain.max(s.last_read).max(s.last_write).max(s.idle_since);
+        // A head begins, first seen at t2: the header-read timeout from t2.
+        let t2 = t1 + secs(76);
+        a.on_read(1, true);
+        assert_eq!(w.step(&a, false, t2, &T), Step::Wait(t2 + secs(10)));
         assert_eq!(
-            next_step(&s, Some(drain), &T),
-            Some((quiet + T.idle_grace, Step::Cut(Why::IdleGrace)))
-        );
-        let long_grace = Timeouts {
-            idle_grace: secs(60),
-            ..T
-        };
-        assert_eq!(
-            next_step(&s, Some(drain), &long_grace),
-            Some((started + secs(10), Step::Cut(Why::HeaderRead)))
+            w.step(&a, false, t2 + secs(10), &T),
+            Step::Cut(Why::HeaderRead)
         );
     }
 
     #[test]
-    fn http2_idle_and_draining() {
-        let a = Arc::new(Activity::new());
-        a.on_read(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-        a.on_read(b"\0\0\0\x04\0\0\0\0\0");
-        let stream = a.request(true);
-        let drain = Instant::now();
-        // Streams open: nothing is due, drain or not.
-        assert_eq!(next_step(&a.snapshot(), None, &T), None);
-        assert_eq!(next_step(&a.snapshot(), Some(drain), &T), None);
-        drop(stream);
-        // More frames (SETTINGS, PING) do not count as a request head.
-        a.on_read(b"\0\0\0\x04\0\0\0\0\0");
-        let s = a.snapshot();
+    fn http1_idle_for_the_keep_alive_timeout() {
+        let (a, mut w, t0) = fresh();
+        drop(a.request(false));
+        let t1 = t0 + secs(1);
+        assert_eq!(w.step(&a, false, t1, &T), Step::Wait(t1 + secs(10)));
         assert_eq!(
-            next_step(&s, None, &T),
-            Some((s.idle_since + secs(75), Step::GoAway))
+            w.step(&a, false, t1 + secs(80), &T),
+            Step::Cut(Why::KeepAlive)
         );
-        let quiet = drain.max(s.idle_since).max(s.last_write).max(s.last_read);
+        // HTTP/2: GOAWAY instead.
+        let (a, mut w, t0) = fresh();
+        drop(a.request(false));
+        let t1 = t0 + secs(1);
+        assert_eq!(w.step(&a, true, t1, &T), Step::Wait(t1 + secs(10)));
+        assert_eq!(w.step(&a, true, t1 + secs(80), &T), Step::GoAway);
+    }
+
+    #[test]
+    fn draining_waits_for_requests_and_quiet() {
+        let (a, mut w, t0) = fresh();
+        let req = a.request(false);
+        w.closing = Some(t0);
+        let grace = T.idle_grace;
         assert_eq!(
-            next_step(&s, Some(drain), &T),
-            Some((quiet + T.idle_grace, Step::Cut(Why::IdleGrace)))
+            w.step(&a, false, t0 + grace, &T),
+            Step::Wait(t0 + 2 * grace)
+        );
+        drop(req);
+        // Ended since: busy until this look.
+        let t1 = t0 + 2 * grace;
+        assert_eq!(w.step(&a, false, t1, &T), Step::Wait(t1 + grace));
+        a.on_io();
+        assert_eq!(
+            w.step(&a, false, t1 + grace, &T),
+            Step::Wait(t1 + 2 * grace)
+        );
+        assert_eq!(
+            w.step(&a, false, t1 + 2 * grace, &T),
+            Step::Cut(Why::IdleGrace)
         );
     }
 
     #[test]
     fn draining_a_connection_that_sent_no_request() {
-        for first in [&b""[..], b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"] {
-            let a = Activity::new();
-            a.on_read(first);
-            let s = a.snapshot();
-            let drain = Instant::now();
-            let quiet = drain.max(s.last_write).max(s.last_read);
+        for http2 in [false, true] {
+            let (a, mut w, t0) = fresh();
+            w.closing = Some(t0);
             assert_eq!(
-                next_step(&s, Some(drain), &T),
-                Some((quiet + T.idle_grace, Step::Cut(Why::IdleGrace)))
+                w.step(&a, http2, t0 + T.idle_grace, &T),
+                Step::Cut(Why::IdleGrace)
             );
         }
     }
 
     #[test]
+    fn a_slow_head_while_draining_is_bounded_by_its_header_read_timeout() {
+        let (a, mut w, t0) = fresh();
+        drop(a.request(false));
+        a.on_read(1, true);
+        assert!(w.head_started(t0, a.requests()));
+        w.closing = Some(t0);
+        let mut now = t0;
+        loop {
+            now += T.idle_grace;
+            a.on_io();
+            match w.step(&a, false, now, &T) {
+                Step::Wait(_) => assert!(now < t0 + secs(10)),
+                step => {
+                    assert_eq!(step, Step::Cut(Why::HeaderRead));
+                    assert!(now >= t0 + secs(10));
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
     fn lingering_has_its_own_bounds_but_not_in_a_drain() {
-        let a = Activity::new();
+        let (a, mut w, t0) = fresh();
+        drop(a.request(false));
         a.set_lingering(true);
-        assert_eq!(next_step(&a.snapshot(), None, &T), None);
-        let drain = Instant::now();
-        a.on_discard();
-        let s = a.snapshot();
         assert_eq!(
-            next_step(&s, Some(drain), &T),
-            Some((
-                drain.max(s.last_read) + T.idle_grace,
-                Step::Cut(Why::IdleGrace)
-            ))
+            w.step(&a, false, t0 + secs(100), &T),
+            Step::Wait(t0 + secs(180))
+        );
+        let t1 = t0 + secs(180);
+        w.closing = Some(t1);
+        a.on_io();
+        assert_eq!(w.step(&a, false, t1, &T), Step::Wait(t1 + T.idle_grace));
+        assert_eq!(
+            w.step(&a, false, t1 + T.idle_grace, &T),
+            Step::Cut(Why::IdleGrace)
         );
     }
 }

@@ -5,6 +5,7 @@ mod accept;
 mod activation;
 mod activity;
 mod connection;
+mod drain;
 mod error;
 mod listen_addr;
 mod listener;

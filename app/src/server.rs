@@ -21,13 +21,13 @@ use std::time::Duration;
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
 use hyper::{Request, Response};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::accept::accept_loop;
 use crate::activation::{self, Activation};
 use crate::connection::Http;
+use crate::drain::Drain;
 use crate::error::{DrainCut, Error};
 use crate::listener::{Listener, Origin, Socket};
 use crate::nofile;
@@ -198,7 +198,7 @@ impl Server {
                 .collect(),
         );
         let mut signals = StopSignals::install()?;
-        let drain = CancellationToken::new();
+        let drain = Drain::new();
         let http = Arc::new(Http::new(service, &settings, drain.clone()));
         let connections = TaskTracker::new();
         let acceptors = TaskTracker::new();
@@ -212,6 +212,11 @@ impl Server {
                 .join(", ")
         );
         for listener in listeners {
+            if let (Some(idle), Socket::Tcp(l)) = (settings.tcp_keepalive, listener.socket()) {
+                if let Err(e) = set_tcp_keepalive(l, idle) {
+                    warn!("cannot set TCP keep-alive on {listener}: {e}");
+                }
+            }
             let address = listener.address().to_owned();
             let (drain, connections, http) = (drain.clone(), connections.clone(), http.clone());
             let register = Error::runtime("cannot register listener");
@@ -240,7 +245,7 @@ impl Server {
         // Stop accepting first, and wait until every listener is dropped:
         // from STOPPING=1 on, new connections are left in the queue for the
         // next process.
-        drain.cancel();
+        drain.start();
         acceptors.wait().await;
         connections.close();
         let open = connections.len();
@@ -271,6 +276,17 @@ impl Server {
             open: connections.len(),
         })
     }
+}
+
+/// Turn on TCP keep-alive on a listening socket, for the connections it
+/// accepts (see [`Settings::tcp_keepalive`]).
+fn set_tcp_keepalive(listener: &std::net::TcpListener, idle: Duration) -> std::io::Result<()> {
+    let interval = (idle / 3).clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(idle.max(Duration::from_secs(1)))
+        .with_interval(interval)
+        .with_retries(3);
+    socket2::SockRef::from(listener).set_tcp_keepalive(&keepalive)
 }
 
 /// Unix socket files this process created; removed when serving ends,

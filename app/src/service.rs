@@ -14,17 +14,17 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 use hyper::service::Service;
-use hyper::{Request, Response, Version};
+use hyper::{Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
-use tokio_util::sync::CancellationToken;
 
 use crate::activity::{Activity, InFlight};
+use crate::drain::Drain;
 
 /// The `Keep-Alive` header announcing `keepalive_timeout` in whole seconds,
 /// rounded down so that a client that honours it closes an idle connection
@@ -44,29 +44,29 @@ pub(crate) fn keep_alive_header(keepalive_timeout: Duration) -> HeaderValue {
 /// `Keep-Alive` (RFC 2068 §19.7.1.1); the `http` crate has no constant.
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
+/// What the responses of every connection of a server need.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Whether the drain has started.
+    pub(crate) drain: Drain,
+    /// `Keep-Alive` value for HTTP/1 responses on persistent connections.
+    pub(crate) keep_alive: HeaderValue,
+}
+
 /// The user's service as one connection sees it.
 pub(crate) struct DrainAware<S> {
     inner: Arc<S>,
-    /// Cancelled when the drain starts.
-    drain: CancellationToken,
+    shared: Arc<Shared>,
     /// The connection's activity record.
     activity: Arc<Activity>,
-    /// `Keep-Alive` value for HTTP/1 responses on persistent connections.
-    keep_alive: HeaderValue,
 }
 
 impl<S> DrainAware<S> {
-    pub(crate) fn new(
-        inner: Arc<S>,
-        drain: CancellationToken,
-        activity: Arc<Activity>,
-        keep_alive: HeaderValue,
-    ) -> Self {
+    pub(crate) fn new(inner: Arc<S>, shared: Arc<Shared>, activity: Arc<Activity>) -> Self {
         DrainAware {
             inner,
-            drain,
+            shared,
             activity,
-            keep_alive,
         }
     }
 }
@@ -74,75 +74,175 @@ impl<S> DrainAware<S> {
 impl<S, B> Service<Request<Incoming>> for DrainAware<S>
 where
     S: Service<Request<Incoming>, Response = Response<B>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: Send + 'static,
 {
     type Response = Response<Tracked<B>>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Tracked<B>>, S::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let http1 = req.version() < Version::HTTP_2;
-        let in_flight = self.activity.request(!http1);
-        let persistent = http1 && persistent(req.version(), req.headers());
-        let response = self.inner.call(req);
-        let drain = self.drain.clone();
-        let keep_alive = self.keep_alive.clone();
-        Box::pin(async move {
-            let resp = response.await?;
-            let (mut parts, body) = resp.into_parts();
-            if http1 {
-                // Checked when the response is ready, not when the request
-                // came: a request in flight at the signal is answered, then
-                // closes.
-                if drain.is_cancelled() {
-                    parts
-                        .headers
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                } else if persistent && !has_token(&parts.headers, "close") {
-                    parts.headers.insert(KEEP_ALIVE, keep_alive);
-                }
+        let version = req.version();
+        let http1 = version < Version::HTTP_2;
+        // Only HTTP/1 lingers for a body (HTTP/2 asks h2, which costs a
+        // lock).
+        let in_flight = self.activity.request(http1 && !req.body().is_end_stream());
+        let head = Head::of(&req);
+        // Announced once per connection: clients keep the value for the
+        // connection (RFC 2068 §19.7.1.1 gives it per connection).
+        let keep_alive = http1 && head.persistent(version) && !self.activity.keep_alive_announced();
+        if keep_alive {
+            self.activity.set_keep_alive_announced();
+        }
+        let state = if head.host_error(version) {
+            State::Rejected
+        } else {
+            State::Calling {
+                future: self.inner.call(req),
             }
-            Ok(Response::from_parts(
-                parts,
-                Tracked {
-                    body,
-                    _in_flight: in_flight,
-                },
-            ))
-        })
+        };
+        ResponseFuture {
+            state,
+            in_flight: Some(in_flight),
+            http1,
+            keep_alive,
+            shared: self.shared.clone(),
+        }
     }
 }
 
-/// Whether the connection stays open after this request, as far as the
-/// request says (RFC 9112 §9.3): HTTP/1.1 unless `Connection: close`,
-/// HTTP/1.0 only with `Connection: keep-alive`.
-fn persistent(version: Version, headers: &HeaderMap) -> bool {
-    if version == Version::HTTP_11 {
-        !has_token(headers, "close")
-    } else {
-        version == Version::HTTP_10 && has_token(headers, "keep-alive")
+/// What the server itself needs from a request head, found in one pass
+/// over its header fields (cheaper than a lookup per name).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    /// `Host` field lines.
+    hosts: u8,
+    /// A `Connection` field lists `close`.
+    close: bool,
+    /// A `Connection` field lists `keep-alive`.
+    keep_alive: bool,
+}
+
+impl Head {
+    fn of<T>(req: &Request<T>) -> Head {
+        let mut head = Head::default();
+        for (name, value) in req.headers() {
+            if name == HOST {
+                head.hosts = head.hosts.saturating_add(1);
+            } else if name == CONNECTION {
+                head.close |= lists(value, "close");
+                head.keep_alive |= lists(value, "keep-alive");
+            }
+        }
+        head
+    }
+
+    /// Whether the connection stays open after this request, as far as the
+    /// request says (RFC 9112 §9.3): HTTP/1.1 unless `Connection: close`,
+    /// HTTP/1.0 only with `Connection: keep-alive`.
+    fn persistent(&self, version: Version) -> bool {
+        if version == Version::HTTP_11 {
+            !self.close
+        } else {
+            version == Version::HTTP_10 && self.keep_alive
+        }
+    }
+
+    /// Whether the request breaks RFC 9112 §3.2: an HTTP/1.1 request
+    /// without `Host`, or any request with more than one. Answered 400 by
+    /// the server, never seen by the service.
+    fn host_error(&self, version: Version) -> bool {
+        self.hosts > 1 || (self.hosts == 0 && version == Version::HTTP_11)
+    }
+}
+
+pin_project! {
+    /// The response of [`DrainAware`]: the service's, with the headers the
+    /// drain and the keep-alive timeout need.
+    pub(crate) struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+        in_flight: Option<InFlight>,
+        http1: bool,
+        // Add `Keep-Alive`, on a persistent HTTP/1 connection.
+        keep_alive: bool,
+        shared: Arc<Shared>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling { #[pin] future: F },
+        Rejected,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<Tracked<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let (mut parts, body) = match this.state.project() {
+            StateProj::Calling { future } => {
+                let (parts, body) = ready!(future.poll(cx))?.into_parts();
+                (parts, Some(body))
+            }
+            StateProj::Rejected => {
+                let (mut parts, ()) = Response::new(()).into_parts();
+                parts.status = StatusCode::BAD_REQUEST;
+                parts
+                    .headers
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                (parts, None)
+            }
+        };
+        if *this.http1 {
+            // Checked when the response is ready, not when the request
+            // came: a request in flight at the signal is answered, then
+            // closes.
+            if this.shared.drain.is_started() {
+                parts
+                    .headers
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            } else if *this.keep_alive && !has_token(&parts.headers, "close") {
+                parts
+                    .headers
+                    .insert(KEEP_ALIVE, this.shared.keep_alive.clone());
+            }
+        }
+        Poll::Ready(Ok(Response::from_parts(
+            parts,
+            Tracked {
+                body,
+                _in_flight: this.in_flight.take(),
+            },
+        )))
     }
 }
 
 /// Whether a `Connection` header lists `token` (RFC 9110 §7.6.1).
 fn has_token(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    headers.get_all(CONNECTION).iter().any(|v| lists(v, token))
+}
+
+/// Whether a `Connection` field value lists `token` (RFC 9110 §7.6.1).
+fn lists(value: &HeaderValue, token: &str) -> bool {
+    value
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 pin_project! {
     /// A response body that keeps its request in flight until hyper is done
-    /// with it (written, or dropped with the connection).
+    /// with it (written, or dropped with the connection). No body (`None`)
+    /// for the answers the server gives itself.
     pub(crate) struct Tracked<B> {
         #[pin]
-        body: B,
-        _in_flight: InFlight,
+        body: Option<B>,
+        _in_flight: Option<InFlight>,
     }
 }
 
@@ -154,15 +254,20 @@ impl<B: Body> Body for Tracked<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
+        match self.project().body.as_pin_mut() {
+            Some(body) => body.poll_frame(cx),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.body.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        self.body
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
 
@@ -178,15 +283,48 @@ mod tests {
         h
     }
 
+    fn persistent(version: Version, h: HeaderMap) -> bool {
+        let mut req = Request::new(());
+        *req.headers_mut() = h;
+        Head::of(&req).persistent(version)
+    }
+
     #[test]
     fn persistence_as_the_request_asks() {
-        assert!(persistent(Version::HTTP_11, &headers(&[])));
-        assert!(!persistent(Version::HTTP_11, &headers(&["close"])));
-        assert!(!persistent(Version::HTTP_11, &headers(&["TE", " Close"])));
-        assert!(persistent(Version::HTTP_11, &headers(&["upgrade, te"])));
-        assert!(!persistent(Version::HTTP_10, &headers(&[])));
-        assert!(persistent(Version::HTTP_10, &headers(&["Keep-Alive"])));
-        assert!(!persistent(Version::HTTP_09, &headers(&[])));
+        assert!(persistent(Version::HTTP_11, headers(&[])));
+        assert!(!persistent(Version::HTTP_11, headers(&["close"])));
+        assert!(!persistent(Version::HTTP_11, headers(&["TE", " Close"])));
+        assert!(!persistent(Version::HTTP_11, headers(&["te,close "])));
+        assert!(persistent(Version::HTTP_11, headers(&["upgrade, te"])));
+        assert!(!persistent(Version::HTTP_10, headers(&[])));
+        assert!(persistent(Version::HTTP_10, headers(&["Keep-Alive"])));
+        assert!(!persistent(Version::HTTP_09, headers(&[])));
+        assert!(has_token(&headers(&["a", "b, Close"]), "close"));
+        assert!(!has_token(&headers(&["closed"]), "close"));
+    }
+
+    fn request(version: Version, hosts: &[&str]) -> Request<()> {
+        let mut req = Request::builder().version(version).body(()).unwrap();
+        for h in hosts {
+            req.headers_mut()
+                .append(HOST, HeaderValue::from_str(h).unwrap());
+        }
+        req
+    }
+
+    fn host_error(version: Version, hosts: &[&str]) -> bool {
+        Head::of(&request(version, hosts)).host_error(version)
+    }
+
+    #[test]
+    fn host_as_rfc_9112_section_3_2_says() {
+        assert!(!host_error(Version::HTTP_11, &["a"]));
+        assert!(host_error(Version::HTTP_11, &[]));
+        assert!(host_error(Version::HTTP_11, &["a", "a"]));
+        assert!(!host_error(Version::HTTP_10, &[]));
+        assert!(host_error(Version::HTTP_10, &["a", "b"]));
+        // HTTP/2 carries the authority in :authority (RFC 9113 §8.3.1).
+        assert!(!host_error(Version::HTTP_2, &[]));
     }
 
     #[test]

@@ -62,16 +62,30 @@ pub struct Settings {
     /// 90 s, aiohttp: 15 s) avoids that. Default: 75 s (nginx's
     /// `keepalive_timeout`).
     pub keepalive_timeout: Duration,
-    /// How often an HTTP/2 connection is checked with a PING frame (RFC 9113
-    /// §6.7) when nothing was received for that long, so that a peer that
-    /// has gone (its host down, a NAT entry expired) is found and its
-    /// connection, streams included, closed. Zero sends no PINGs.
-    /// Default: 30 s.
+    /// How often an HTTP/2 connection with a stream open is checked with a
+    /// PING frame (RFC 9113 §6.7) when nothing was received for that long,
+    /// so that a peer that no longer answers is found and its connection,
+    /// streams included, closed. Zero sends no PINGs. Off by default, as
+    /// in nginx and Go's net/http: hyper's PING bookkeeping runs on every
+    /// poll of every HTTP/2 connection (about 3 % more instructions per
+    /// request), and [`tcp_keepalive`](Settings::tcp_keepalive) already
+    /// finds peers whose host has gone. Default: 0 (no PINGs).
     pub http2_keepalive_interval: Duration,
     /// How long to wait for the answer to such a PING before closing the
     /// connection; keep it well above the clients' round-trip time.
     /// Default: 20 s.
     pub http2_keepalive_timeout: Duration,
+    /// TCP keep-alive for accepted connections (tcp(7): `SO_KEEPALIVE`,
+    /// `TCP_KEEPIDLE` this long, then `TCP_KEEPINTVL` of a third of it,
+    /// at most 10 s, and `TCP_KEEPCNT` 3), so that a connection whose peer's
+    /// host went down or whose NAT entry expired is found by the kernel
+    /// and closed, whatever the protocol. Set on the listening sockets in
+    /// [`Server::serve`](crate::Server::serve), which accepted connections
+    /// inherit: the same as `KeepAlive=` in systemd.socket(5), which is
+    /// left alone when `None`. A socket passed by systemd is shared with
+    /// PID 1, so the option stays on it for the next process too.
+    /// Default: 30 s.
+    pub tcp_keepalive: Option<Duration>,
     /// Raise the soft `RLIMIT_NOFILE` (the most open file descriptors,
     /// getrlimit(2)) to the hard limit in [`Server::from_env`]. systemd
     /// starts services with a soft limit of 1024 and a hard limit of
@@ -95,8 +109,9 @@ impl Default for Settings {
             idle_grace: Duration::from_millis(100),
             header_read_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(75),
-            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_interval: Duration::ZERO,
             http2_keepalive_timeout: Duration::from_secs(20),
+            tcp_keepalive: Some(Duration::from_secs(30)),
             raise_nofile_limit: true,
         }
     }

@@ -1,5 +1,7 @@
-//! A connection's socket as hyper sees it: every read and write is reported
-//! to the connection's [`Activity`], and closing it is a lingering close.
+//! A connection's socket as hyper sees it: the bytes read to tell its
+//! protocol are handed to hyper first, every read and write is counted in
+//! the connection's [`Activity`], and closing it lingers when a reset could
+//! destroy the response.
 //!
 //! Lingering close (RFC 9112 §9.6; what Apache httpd and nginx do): a
 //! server that closes a connection while unread bytes of a request are
@@ -8,9 +10,11 @@
 //! has not read yet. That happens whenever a response is sent before its
 //! request body was read (a 405, 413 or 401 to a large upload). So when
 //! hyper closes a connection, the write side is shut down first (the client
-//! sees the end of the response), then whatever the client still sends is
-//! read and discarded until it closes its side, within
-//! [`LINGERING_TIME`], [`LINGERING_TIMEOUT`] and [`LINGERING_BYTES`].
+//! sees the end of the response); then, if the latest request had a body
+//! or unread bytes are waiting, whatever the client still sends is read and
+//! discarded until it closes its side, within [`LINGERING_TIME`],
+//! [`LINGERING_TIMEOUT`] and [`LINGERING_BYTES`]. A connection with neither
+//! is closed at once, as nginx does: nothing is left for a reset to hit.
 //! While draining, the connection task also ends a lingering close once the
 //! client has sent nothing for the idle grace, so that a client that does
 //! not close its side delays the next process no longer than that.
@@ -18,6 +22,7 @@
 
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -37,13 +42,23 @@ pub(crate) const LINGERING_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most bytes read and discarded in a lingering close.
 pub(crate) const LINGERING_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Size of the buffer lingering reads discard into.
+/// Size of the (uninitialised) stack buffer lingering reads discard into.
 const DISCARD_BUF: usize = 16 * 1024;
+
+/// The most bytes read before hyper sees the connection: the length of the
+/// HTTP/2 connection preface (RFC 9113 §3.4).
+pub(crate) const PREFIX_MAX: usize = 24;
 
 /// `io`, reporting to an [`Activity`].
 pub(crate) struct WatchedIo<I> {
     io: I,
     activity: Arc<Activity>,
+    /// Bytes read before hyper took over, handed to hyper's first reads.
+    prefix: [u8; PREFIX_MAX],
+    prefix_at: u8,
+    prefix_len: u8,
+    /// Reads may begin HTTP/1 request heads.
+    http1: bool,
     close: Close,
 }
 
@@ -65,12 +80,43 @@ impl<I> WatchedIo<I> {
         WatchedIo {
             io,
             activity,
+            prefix: [0; PREFIX_MAX],
+            prefix_at: 0,
+            prefix_len: 0,
+            http1: false,
             close: Close::Open,
         }
+    }
+
+    /// Hand `prefix` (bytes already read) to the next reads, and say
+    /// whether the connection speaks HTTP/1.
+    pub(crate) fn replay(&mut self, prefix: &[u8], http1: bool) {
+        let n = prefix.len().min(PREFIX_MAX);
+        self.prefix[..n].copy_from_slice(&prefix[..n]);
+        self.prefix_at = 0;
+        // At most PREFIX_MAX (24): fits.
+        self.prefix_len = n as u8;
+        self.http1 = http1;
     }
 }
 
 impl<I: AsyncRead + Unpin> WatchedIo<I> {
+    /// Read from the socket into `buf`, counting it.
+    fn poll_read_io(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let room = buf.remaining() > 0;
+        let result = Pin::new(&mut self.io).poll_read(cx, buf);
+        if room && matches!(result, Poll::Ready(Ok(()))) {
+            self.activity
+                .on_read(buf.filled().len() - before, self.http1);
+        }
+        result
+    }
+
     /// Read and discard until end of file, an error, or a lingering bound.
     fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Close::Lingering {
@@ -81,11 +127,11 @@ impl<I: AsyncRead + Unpin> WatchedIo<I> {
         else {
             return Poll::Ready(());
         };
-        let mut scratch = [0u8; DISCARD_BUF];
+        let mut scratch = [MaybeUninit::<u8>::uninit(); DISCARD_BUF];
         // tokio's cooperative budget makes a fast sender yield to other
         // tasks now and then (Pending, with a wake-up).
         while *discarded < LINGERING_BYTES {
-            let mut buf = ReadBuf::new(&mut scratch);
+            let mut buf = ReadBuf::uninit(&mut scratch);
             match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => {
                     debug!("lingering close: client closed after {discarded} more bytes");
@@ -93,7 +139,7 @@ impl<I: AsyncRead + Unpin> WatchedIo<I> {
                 }
                 Poll::Ready(Ok(())) => {
                     *discarded += buf.filled().len() as u64;
-                    self.activity.on_discard();
+                    self.activity.on_io();
                     quiet.as_mut().reset(Instant::now() + LINGERING_TIMEOUT);
                 }
                 Poll::Ready(Err(e)) => {
@@ -112,6 +158,22 @@ impl<I: AsyncRead + Unpin> WatchedIo<I> {
         debug!("lingering close: gave up after {discarded} bytes");
         Poll::Ready(())
     }
+
+    /// After the write side is shut down: whether bytes the client sent may
+    /// still arrive unread. Reads (and discards) what is already there.
+    fn input_pending(&mut self, cx: &mut Context<'_>) -> Option<u64> {
+        if self.activity.peer_closed() {
+            return None;
+        }
+        let mut scratch = [MaybeUninit::<u8>::uninit(); 512];
+        let mut buf = ReadBuf::uninit(&mut scratch);
+        match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) if buf.filled().is_empty() => None,
+            Poll::Ready(Ok(())) => Some(buf.filled().len() as u64),
+            Poll::Ready(Err(_)) => None,
+            Poll::Pending => self.activity.body_expected().then_some(0),
+        }
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
@@ -121,13 +183,22 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let before = buf.filled().len();
-        let room = buf.remaining() > 0;
-        let result = Pin::new(&mut this.io).poll_read(cx, buf);
-        if room && matches!(result, Poll::Ready(Ok(()))) {
-            this.activity.on_read(&buf.filled()[before..]);
+        if this.prefix_at < this.prefix_len {
+            let rest = &this.prefix[usize::from(this.prefix_at)..usize::from(this.prefix_len)];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            // n ≤ PREFIX_MAX.
+            this.prefix_at += n as u8;
+            if buf.remaining() > 0 && this.prefix_at == this.prefix_len {
+                // Whatever else is there already, in the same read: hyper
+                // then parses a whole head at once.
+                if let Poll::Ready(Err(e)) = this.poll_read_io(cx, buf) {
+                    debug!("read after the protocol prefix: {e}");
+                }
+            }
+            return Poll::Ready(Ok(()));
         }
-        result
+        this.poll_read_io(cx, buf)
     }
 }
 
@@ -140,7 +211,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_write(cx, buf);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.on_write();
+            this.activity.on_io();
         }
         result
     }
@@ -153,7 +224,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.on_write();
+            this.activity.on_io();
         }
         result
     }
@@ -166,23 +237,24 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
         Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
-    /// Shut down the write side, then linger (see the module docs) unless
-    /// the client has closed its side already.
+    /// Shut down the write side, then linger (see the module docs) if the
+    /// client may still be sending.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
             match this.close {
                 Close::Open => {
                     ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
-                    if this.activity.snapshot().peer_closed {
-                        this.close = Close::Closed;
-                    } else {
-                        this.close = Close::Lingering {
-                            total: Box::pin(sleep(LINGERING_TIME)),
-                            quiet: Box::pin(sleep(LINGERING_TIMEOUT)),
-                            discarded: 0,
-                        };
-                        this.activity.set_lingering(true);
+                    match this.input_pending(cx) {
+                        None => this.close = Close::Closed,
+                        Some(discarded) => {
+                            this.close = Close::Lingering {
+                                total: Box::pin(sleep(LINGERING_TIME)),
+                                quiet: Box::pin(sleep(LINGERING_TIMEOUT)),
+                                discarded,
+                            };
+                            this.activity.set_lingering(true);
+                        }
                     }
                 }
                 Close::Lingering { .. } => {
@@ -215,14 +287,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn shutdown_lingers_until_the_client_closes() {
-        let (mut server, activity, mut client) = pair().await;
-        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    async fn the_prefix_comes_first_then_the_socket_in_the_same_read() {
+        let (mut server, _activity, mut client) = pair().await;
+        client.write_all(b"T / HTTP/1.1\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        server.replay(b"GE", true);
         let mut buf = [0u8; 64];
         let n = server.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n");
+        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn shutdown_lingers_while_a_body_may_still_come() {
+        let (mut server, activity, mut client) = pair().await;
+        client.write_all(b"POST / HTTP/1.1\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = server.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"POST / HTTP/1.1\r\n");
+        assert!(activity.head_started() || !server.http1);
+        let _req = activity.request(true);
         server.write_all(b"response").await.unwrap();
-        assert!(activity.snapshot().head_started.is_some());
 
         let closing = tokio::spawn(async move {
             server.shutdown().await.unwrap();
@@ -235,20 +319,42 @@ mod tests {
         for _ in 0..64 {
             client.write_all(&[b'x'; 16 * 1024]).await.unwrap();
         }
-        assert!(activity.snapshot().lingering);
+        assert!(activity.lingering());
         drop(client);
         closing.await.unwrap();
-        assert!(!activity.snapshot().lingering);
+        assert!(!activity.lingering());
     }
 
     #[tokio::test]
-    async fn no_lingering_once_the_client_closed() {
+    async fn shutdown_lingers_when_input_is_waiting() {
+        let (mut server, activity, mut client) = pair().await;
+        client.write_all(b"unread").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let closing = tokio::spawn(async move {
+            server.shutdown().await.unwrap();
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(activity.lingering());
+        drop(client);
+        closing.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn no_lingering_once_the_client_closed_or_nothing_may_come() {
         let (mut server, activity, client) = pair().await;
         drop(client);
         let mut buf = [0u8; 8];
         assert_eq!(server.read(&mut buf).await.unwrap(), 0);
-        assert!(activity.snapshot().peer_closed);
+        assert!(activity.peer_closed());
         server.shutdown().await.unwrap();
-        assert!(!activity.snapshot().lingering);
+        assert!(!activity.lingering());
+
+        let (mut server, activity, _client) = pair().await;
+        let _req = activity.request(false);
+        tokio::time::timeout(Duration::from_secs(5), server.shutdown())
+            .await
+            .expect("closed at once")
+            .unwrap();
+        assert!(!activity.lingering());
     }
 }
