@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ...errors import EXIT_CANNOT_RUN
 from ...log import die
+from ..instructions import existing_section, splice
 from . import __doc__ as package_doc
 from .markdown import report
 from .plot import plot
@@ -34,7 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     docs.mkdir(parents=True, exist_ok=True)
     png = docs / "bench.png"
     have_png = plot(res, png)
-    (docs / "bench.md").write_text(report(res, png.name if have_png else None))
+    page = report(res, png.name if have_png else None)
+    # The instruction counts are bench/instructions' section: kept as it is.
+    md = docs / "bench.md"
+    kept = existing_section(md.read_text()) if md.is_file() else None
+    md.write_text(splice(page, kept) if kept else page)
     print(f"report: wrote {docs / 'bench.md'}" + (f" and {png}" if have_png else ""))
     return 0
 
