@@ -41,6 +41,9 @@ pub(crate) struct Activity {
     body_expected: AtomicBool,
     /// The keep-alive timeout was announced on this connection.
     keep_alive_announced: AtomicBool,
+    /// hyper's connection is being ended to release its buffers while the
+    /// socket stays open (an idle HTTP/1 connection is parked).
+    parking: AtomicBool,
 }
 
 /// A copy of the counters, to tell whether anything happened in between.
@@ -94,6 +97,14 @@ impl Activity {
 
     pub(crate) fn body_expected(&self) -> bool {
         self.body_expected.load(Relaxed)
+    }
+
+    pub(crate) fn parking(&self) -> bool {
+        self.parking.load(Relaxed)
+    }
+
+    pub(crate) fn set_parking(&self, parking: bool) {
+        self.parking.store(parking, Relaxed);
     }
 
     pub(crate) fn keep_alive_announced(&self) -> bool {

@@ -118,6 +118,18 @@ enum Step {
     /// HTTP/2, idle for the keep-alive timeout: GOAWAY, then close it as
     /// the drain does.
     GoAway,
+    /// HTTP/1, quiet since the timer last looked: release hyper's buffers
+    /// (park the connection), then look again at this time.
+    Park(Instant),
+}
+
+/// What serves the connection now, as the timer needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Still telling its protocol, or HTTP/1 parked: nothing to release.
+    Bare,
+    Http1,
+    Http2,
 }
 
 /// The timer's view of a connection: what it saw when it last looked.
@@ -171,7 +183,7 @@ impl Watch {
     }
 
     /// The timer fired at `now`: what to do.
-    fn step(&mut self, a: &Activity, http2: bool, now: Instant, t: &Timeouts) -> Step {
+    fn step(&mut self, a: &Activity, kind: Kind, now: Instant, t: &Timeouts) -> Step {
         let marks = a.marks();
         let moved = marks != self.seen;
         self.seen = marks;
@@ -224,13 +236,19 @@ impl Watch {
             return Step::Wait(check);
         }
         let at = self.active_at + t.keepalive;
-        if at > now {
-            Step::Wait(at.min(check))
-        } else if http2 {
-            Step::GoAway
-        } else {
-            Step::Cut(Why::KeepAlive)
+        if at <= now {
+            return if kind == Kind::Http2 {
+                Step::GoAway
+            } else {
+                Step::Cut(Why::KeepAlive)
+            };
         }
+        if kind == Kind::Http1 && marks.requests > 0 {
+            // Quiet for a whole look: its buffers can go until the next
+            // request.
+            return Step::Park(at);
+        }
+        Step::Wait(at.min(check))
     }
 }
 
@@ -328,7 +346,7 @@ pin_project! {
     /// `H1` and `H2` are hyper's connections ([`Served`]).
     pub(crate) struct Connection<I, S, H1, H2> {
         #[pin]
-        proto: Proto<I, H1, H2>,
+        proto: Proto<I, DrainAware<S>, H1, H2>,
         #[pin]
         timer: Sleep,
         #[pin]
@@ -344,15 +362,23 @@ pin_project! {
 
 pin_project! {
     #[project = ProtoProj]
-    enum Proto<I, H1, H2> {
+    enum Proto<I, S, H1, H2> {
         // Reading the first bytes, to tell the protocol.
         Sniffing {
             io: Option<WatchedIo<I>>,
             prefix: [u8; PREFIX_MAX],
             len: usize,
         },
-        Http1 { #[pin] conn: H1 },
+        // `None` only while being parked.
+        Http1 { conn: Option<H1> },
         Http2 { #[pin] conn: H2 },
+        // HTTP/1 between requests, with hyper's connection (and its
+        // buffers) released; waiting for the next request's first bytes.
+        Parked {
+            io: Option<WatchedIo<I>>,
+            service: Option<S>,
+            first: [u8; PREFIX_MAX],
+        },
     }
 }
 
@@ -378,10 +404,71 @@ where
             let this = self.as_mut().project();
             match this.proto.project() {
                 ProtoProj::Http1 { conn } => {
-                    return match conn.poll(cx) {
-                        Poll::Ready(r) => Progress::Done(r.map_err(Into::into)),
-                        Poll::Pending => Progress::Pending,
+                    let Some(live) = conn.as_mut() else {
+                        return Progress::Done(Ok(()));
                     };
+                    let done = match Pin::new(live).poll(cx) {
+                        Poll::Pending => return Progress::Pending,
+                        Poll::Ready(r) => r,
+                    };
+                    if !this.activity.parking() {
+                        return Progress::Done(done.map_err(Into::into));
+                    }
+                    // hyper's connection ended without closing the socket.
+                    this.activity.set_parking(false);
+                    let Some(ended) = conn.take() else {
+                        return Progress::Done(Ok(()));
+                    };
+                    if let Err(e) = done {
+                        return Progress::Done(Err(e.into()));
+                    }
+                    let parts = ended.into_parts();
+                    debug!("idle: hyper's connection released until the next request");
+                    let mut io = parts.io.into_inner();
+                    let next = if parts.read_buf.is_empty() {
+                        Proto::Parked {
+                            io: Some(io),
+                            service: Some(parts.service),
+                            first: [0; PREFIX_MAX],
+                        }
+                    } else {
+                        io.replay_leftover(parts.read_buf);
+                        Proto::Http1 {
+                            conn: Some(
+                                this.http
+                                    .http1
+                                    .serve_connection(TokioIo::new(io), parts.service),
+                            ),
+                        }
+                    };
+                    self.as_mut().project().proto.set(next);
+                }
+                ProtoProj::Parked { io, service, first } => {
+                    let Some(watched) = io.as_mut() else {
+                        return Progress::Done(Ok(()));
+                    };
+                    let mut buf = ReadBuf::new(&mut first[..]);
+                    match Pin::new(watched).poll_read(cx, &mut buf) {
+                        Poll::Pending => return Progress::Pending,
+                        Poll::Ready(Err(e)) => return Progress::Done(Err(e.into())),
+                        Poll::Ready(Ok(())) => {}
+                    }
+                    let n = buf.filled().len();
+                    let (Some(mut watched), Some(service), true) =
+                        (io.take(), service.take(), n > 0)
+                    else {
+                        // The client closed the idle connection.
+                        return Progress::Done(Ok(()));
+                    };
+                    watched.replay(&first[..n], true);
+                    let conn = this
+                        .http
+                        .http1
+                        .serve_connection(TokioIo::new(watched), service);
+                    self.as_mut()
+                        .project()
+                        .proto
+                        .set(Proto::Http1 { conn: Some(conn) });
                 }
                 ProtoProj::Http2 { conn } => {
                     return match conn.poll(cx) {
@@ -427,7 +514,7 @@ where
                         }
                     } else {
                         Proto::Http1 {
-                            conn: http.http1.serve_connection(io, service),
+                            conn: Some(http.http1.serve_connection(io, service)),
                         }
                     };
                     self.as_mut().project().proto.set(next);
@@ -500,7 +587,7 @@ where
             if this.watch.closing.is_some() {
                 // The protocol may have become known since the drain began.
                 self.as_mut().send_goaway();
-            } else if matches!(*this.proto, Proto::Http1 { .. })
+            } else if matches!(*this.proto, Proto::Http1 { .. } | Proto::Parked { .. })
                 && this.activity.head_started()
                 && this
                     .watch
@@ -534,10 +621,14 @@ where
             // The timer fired: look at the connection.
             let this = self.as_mut().project();
             let now = Instant::now();
-            let http2 = matches!(*this.proto, Proto::Http2 { .. });
+            let kind = match *this.proto {
+                Proto::Http1 { .. } => Kind::Http1,
+                Proto::Http2 { .. } => Kind::Http2,
+                _ => Kind::Bare,
+            };
             let step = this
                 .watch
-                .step(this.activity, http2, now, &this.http.timeouts);
+                .step(this.activity, kind, now, &this.http.timeouts);
             match step {
                 Step::Cut(why) => {
                     debug!("closing connection: {why}");
@@ -548,6 +639,16 @@ where
                 }
                 Step::Wait(at) => {
                     let _ = self.as_mut().arm(at, cx);
+                }
+                Step::Park(at) => {
+                    let _ = self.as_mut().arm(at, cx);
+                    let this = self.as_mut().project();
+                    if let ProtoProj::Http1 { conn: Some(live) } = this.proto.project() {
+                        // Ends hyper's idle connection at once; the next
+                        // poll takes the socket back (see poll_proto).
+                        this.activity.set_parking(true);
+                        Pin::new(live).graceful_shutdown();
+                    }
                 }
             }
             // Polled again: the protocol may have work after a GOAWAY, and
@@ -570,6 +671,14 @@ mod tests {
         Duration::from_secs(s)
     }
 
+    fn kind(http2: bool) -> Kind {
+        if http2 {
+            Kind::Http2
+        } else {
+            Kind::Http1
+        }
+    }
+
     fn fresh() -> (Arc<Activity>, Watch, Instant) {
         let a = Arc::new(Activity::new());
         let t0 = Instant::now();
@@ -583,11 +692,11 @@ mod tests {
             let (a, mut w, t0) = fresh();
             a.on_read(n, !http2);
             assert_eq!(
-                w.step(&a, http2, t0 + secs(3), &T),
+                w.step(&a, kind(http2), t0 + secs(3), &T),
                 Step::Wait(t0 + secs(10))
             );
             assert_eq!(
-                w.step(&a, http2, t0 + secs(10), &T),
+                w.step(&a, kind(http2), t0 + secs(10), &T),
                 Step::Cut(Why::HeaderRead)
             );
         }
@@ -599,32 +708,33 @@ mod tests {
         let req = a.request(false);
         // In flight: only looked at again now and then, never cut.
         assert_eq!(
-            w.step(&a, false, t0 + secs(1), &T),
+            w.step(&a, Kind::Http1, t0 + secs(1), &T),
             Step::Wait(t0 + secs(11))
         );
         assert_eq!(
-            w.step(&a, false, t0 + secs(500), &T),
+            w.step(&a, Kind::Http1, t0 + secs(500), &T),
             Step::Wait(t0 + secs(510))
         );
         drop(req);
         // It ended since the last look: busy until then.
         let t1 = t0 + secs(510);
-        assert_eq!(w.step(&a, false, t1, &T), Step::Wait(t1 + secs(10)));
-        // Quiet: the keep-alive timeout from the last time it was busy.
+        assert_eq!(w.step(&a, Kind::Http1, t1, &T), Step::Wait(t1 + secs(10)));
+        // Quiet: parked, and the keep-alive timeout from the last time it
+        // was busy; parked, it is only looked at then.
         assert_eq!(
-            w.step(&a, false, t1 + secs(10), &T),
-            Step::Wait(t1 + secs(20))
+            w.step(&a, Kind::Http1, t1 + secs(10), &T),
+            Step::Park(t1 + secs(80))
         );
         assert_eq!(
-            w.step(&a, false, t1 + secs(75), &T),
+            w.step(&a, Kind::Bare, t1 + secs(75), &T),
             Step::Wait(t1 + secs(80))
         );
         // A head begins, first seen at t2: the header-read timeout from t2.
         let t2 = t1 + secs(76);
         a.on_read(1, true);
-        assert_eq!(w.step(&a, false, t2, &T), Step::Wait(t2 + secs(10)));
+        assert_eq!(w.step(&a, Kind::Bare, t2, &T), Step::Wait(t2 + secs(10)));
         assert_eq!(
-            w.step(&a, false, t2 + secs(10), &T),
+            w.step(&a, Kind::Http1, t2 + secs(10), &T),
             Step::Cut(Why::HeaderRead)
         );
     }
@@ -634,17 +744,17 @@ mod tests {
         let (a, mut w, t0) = fresh();
         drop(a.request(false));
         let t1 = t0 + secs(1);
-        assert_eq!(w.step(&a, false, t1, &T), Step::Wait(t1 + secs(10)));
+        assert_eq!(w.step(&a, Kind::Http1, t1, &T), Step::Wait(t1 + secs(10)));
         assert_eq!(
-            w.step(&a, false, t1 + secs(80), &T),
+            w.step(&a, Kind::Http1, t1 + secs(80), &T),
             Step::Cut(Why::KeepAlive)
         );
         // HTTP/2: GOAWAY instead.
         let (a, mut w, t0) = fresh();
         drop(a.request(false));
         let t1 = t0 + secs(1);
-        assert_eq!(w.step(&a, true, t1, &T), Step::Wait(t1 + secs(10)));
-        assert_eq!(w.step(&a, true, t1 + secs(80), &T), Step::GoAway);
+        assert_eq!(w.step(&a, Kind::Http2, t1, &T), Step::Wait(t1 + secs(10)));
+        assert_eq!(w.step(&a, Kind::Http2, t1 + secs(80), &T), Step::GoAway);
     }
 
     #[test]
@@ -654,20 +764,20 @@ mod tests {
         w.closing = Some(t0);
         let grace = T.idle_grace;
         assert_eq!(
-            w.step(&a, false, t0 + grace, &T),
+            w.step(&a, Kind::Http1, t0 + grace, &T),
             Step::Wait(t0 + 2 * grace)
         );
         drop(req);
         // Ended since: busy until this look.
         let t1 = t0 + 2 * grace;
-        assert_eq!(w.step(&a, false, t1, &T), Step::Wait(t1 + grace));
+        assert_eq!(w.step(&a, Kind::Http1, t1, &T), Step::Wait(t1 + grace));
         a.on_io();
         assert_eq!(
-            w.step(&a, false, t1 + grace, &T),
+            w.step(&a, Kind::Http1, t1 + grace, &T),
             Step::Wait(t1 + 2 * grace)
         );
         assert_eq!(
-            w.step(&a, false, t1 + 2 * grace, &T),
+            w.step(&a, Kind::Http1, t1 + 2 * grace, &T),
             Step::Cut(Why::IdleGrace)
         );
     }
@@ -678,7 +788,7 @@ mod tests {
             let (a, mut w, t0) = fresh();
             w.closing = Some(t0);
             assert_eq!(
-                w.step(&a, http2, t0 + T.idle_grace, &T),
+                w.step(&a, kind(http2), t0 + T.idle_grace, &T),
                 Step::Cut(Why::IdleGrace)
             );
         }
@@ -695,7 +805,7 @@ mod tests {
         loop {
             now += T.idle_grace;
             a.on_io();
-            match w.step(&a, false, now, &T) {
+            match w.step(&a, Kind::Http1, now, &T) {
                 Step::Wait(_) => assert!(now < t0 + secs(10)),
                 step => {
                     assert_eq!(step, Step::Cut(Why::HeaderRead));
@@ -712,15 +822,18 @@ mod tests {
         drop(a.request(false));
         a.set_lingering(true);
         assert_eq!(
-            w.step(&a, false, t0 + secs(100), &T),
+            w.step(&a, Kind::Http1, t0 + secs(100), &T),
             Step::Wait(t0 + secs(180))
         );
         let t1 = t0 + secs(180);
         w.closing = Some(t1);
         a.on_io();
-        assert_eq!(w.step(&a, false, t1, &T), Step::Wait(t1 + T.idle_grace));
         assert_eq!(
-            w.step(&a, false, t1 + T.idle_grace, &T),
+            w.step(&a, Kind::Http1, t1, &T),
+            Step::Wait(t1 + T.idle_grace)
+        );
+        assert_eq!(
+            w.step(&a, Kind::Http1, t1 + T.idle_grace, &T),
             Step::Cut(Why::IdleGrace)
         );
     }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{sleep, Instant, Sleep};
 use tracing::debug;
@@ -57,6 +58,9 @@ pub(crate) struct WatchedIo<I> {
     prefix: [u8; PREFIX_MAX],
     prefix_at: u8,
     prefix_len: u8,
+    /// Bytes hyper had read but not used when the connection was parked,
+    /// handed to the next connection's first reads after the prefix.
+    leftover: Bytes,
     /// Reads may begin HTTP/1 request heads.
     http1: bool,
     close: Close,
@@ -83,9 +87,15 @@ impl<I> WatchedIo<I> {
             prefix: [0; PREFIX_MAX],
             prefix_at: 0,
             prefix_len: 0,
+            leftover: Bytes::new(),
             http1: false,
             close: Close::Open,
         }
+    }
+
+    /// Hand `bytes` to the next reads, after any prefix.
+    pub(crate) fn replay_leftover(&mut self, bytes: Bytes) {
+        self.leftover = bytes;
     }
 
     /// Hand `prefix` (bytes already read) to the next reads, and say
@@ -183,13 +193,20 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.leftover.is_empty() && this.prefix_at == this.prefix_len {
+            let n = this.leftover.len().min(buf.remaining());
+            buf.put_slice(&this.leftover[..n]);
+            this.leftover.advance(n);
+            return Poll::Ready(Ok(()));
+        }
         if this.prefix_at < this.prefix_len {
             let rest = &this.prefix[usize::from(this.prefix_at)..usize::from(this.prefix_len)];
             let n = rest.len().min(buf.remaining());
             buf.put_slice(&rest[..n]);
             // n ≤ PREFIX_MAX.
             this.prefix_at += n as u8;
-            if buf.remaining() > 0 && this.prefix_at == this.prefix_len {
+            if buf.remaining() > 0 && this.prefix_at == this.prefix_len && this.leftover.is_empty()
+            {
                 // Whatever else is there already, in the same read: hyper
                 // then parses a whole head at once.
                 if let Poll::Ready(Err(e)) = this.poll_read_io(cx, buf) {
@@ -238,9 +255,13 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
     }
 
     /// Shut down the write side, then linger (see the module docs) if the
-    /// client may still be sending.
+    /// client may still be sending. Nothing at all while the connection is
+    /// being parked: hyper's connection ends, the socket stays open.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.activity.parking() {
+            return Poll::Ready(Ok(()));
+        }
         loop {
             match this.close {
                 Close::Open => {
@@ -295,6 +316,33 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = server.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn leftover_bytes_come_after_the_prefix() {
+        let (mut server, _activity, mut client) = pair().await;
+        client.write_all(b"rest").await.unwrap();
+        server.replay(b"ab", true);
+        server.replay_leftover(Bytes::from_static(b"cd"));
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while got.len() < 8 {
+            let n = server.read(&mut buf).await.unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"abcdrest");
+    }
+
+    #[tokio::test]
+    async fn parking_leaves_the_socket_open() {
+        let (mut server, activity, mut client) = pair().await;
+        activity.set_parking(true);
+        server.shutdown().await.unwrap();
+        activity.set_parking(false);
+        server.write_all(b"still open").await.unwrap();
+        let mut buf = [0u8; 10];
+        client.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"still open");
     }
 
     #[tokio::test]

@@ -220,3 +220,38 @@ fn keep_alive_responses_announce_the_timeout() {
     assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
     assert!(!out.to_ascii_lowercase().contains("keep-alive"), "{out}");
 }
+
+#[test]
+fn an_idle_keep_alive_connection_released_to_save_memory_serves_its_next_requests() {
+    // With these timeouts the server looks at a quiet connection about
+    // every second and releases hyper's buffers for it after about two
+    // (the connection is parked); the socket stays open and the next
+    // request, whole or arriving in pieces, builds a new hyper connection.
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let _server = start(
+        &listener,
+        &["--header-read-timeout", "1s", "--keepalive-timeout", "8s"],
+    );
+    let mut c = Http1::connect(addr).unwrap();
+    assert_eq!(c.get("/").unwrap().status, 200);
+    thread::sleep(Duration::from_millis(3500));
+    let r = c.get("/version").expect("parked connection answers");
+    assert_eq!(r.status, 200);
+    assert!(!r.closes());
+    thread::sleep(Duration::from_millis(3500));
+    // Parked again: a head in three pieces, and a second request
+    // pipelined right behind it.
+    for piece in [
+        &b"GET /healthz HT"[..],
+        b"TP/1.1\r\nHost:",
+        b" t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n",
+    ] {
+        c.stream().write_all(piece).unwrap();
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.recv().unwrap().status, 200);
+    assert_eq!(c.recv().unwrap().status, 200);
+    // And still closed for the keep-alive timeout in the end.
+    assert_closed_after(c.stream(), Duration::from_secs(8), "parked keep-alive");
+}

@@ -55,6 +55,7 @@ from pathlib import Path
 
 from ..errors import EXIT_CANNOT_RUN, EXIT_FAILED, CannotRun
 from ..log import Interrupted, die, install_signal_handlers, log, set_tag
+from .memory import BURST, CONNECTIONS, IDLE_WAIT, SETTLE, Memory, measure_memory
 
 SMALL, LARGE = 2_000, 12_000
 """Requests per run: the difference of the two counts is per request."""
@@ -119,6 +120,7 @@ class Results:
     valgrind: str
     machine: str
     counts: list[Count] = dataclasses.field(default_factory=list)
+    memory: list[Memory] = dataclasses.field(default_factory=list)
 
     def per_request(self, server: str, mode: str) -> float | None:
         for c in self.counts:
@@ -240,6 +242,13 @@ def measure(target: Path, with_all: bool) -> Results:
                 per = (large - small) / (LARGE - SMALL)
                 res.counts.append(Count(server.name, mode, per, small, large))
                 log(f"{server.name:<24} {mode:<15} {per:10,.0f} instructions per request")
+        if with_all:
+            for server in servers(target, False, work)[:2] + servers(target, True, work)[2:3]:
+                port = free_port()
+                argv = [a.replace("ADDR", f"127.0.0.1:{port}") for a in server.argv]
+                mem = measure_memory(server.name, argv, port)
+                res.memory.append(mem)
+                log(f"{server.name:<24} memory: {mem}")
     return res
 
 
@@ -274,6 +283,22 @@ def table(res: Results) -> str:
     return "\n".join(rows)
 
 
+def memory_table(res: Results) -> str:
+    rows = [
+        "| server | idle RSS | per idle HTTP/1.1 connection | per idle h2c connection "
+        f"| RSS with {BURST:,} connections open | RSS {SETTLE:.0f} s after they closed (× idle) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in res.memory:
+        h1, h2 = m.per_connection_bytes.get("HTTP/1.1"), m.per_connection_bytes.get("h2c")
+        rows.append(
+            f"| {m.server} | {m.idle_kb * 1024 / 1e6:.2f} MB | {h1 / 1000 if h1 is not None else 0:.1f} kB "
+            f"| {h2 / 1000 if h2 is not None else 0:.1f} kB | {m.burst_peak_kb * 1024 / 1e6:.1f} MB "
+            f"| {m.after_burst_kb * 1024 / 1e6:.1f} MB ({m.after_burst_kb / m.idle_kb:.1f}×) |"
+        )
+    return "\n".join(rows)
+
+
 def violations(res: Results) -> list[str]:
     out = []
     for mode in MODES:
@@ -305,6 +330,17 @@ def section(res: Results) -> str:
             "hitless (library) is bench/minimal-hyper's service served by `hitless::Server` with its "
             "default settings; the demo service adds two response headers (content-type and "
             "x-hitless-version).",
+            "",
+            "### Memory",
+            "",
+            "Resident set (VmRSS) read from outside, one tokio worker thread: idle 2 s after "
+            f"listening; per idle connection = growth of the resident set with {CONNECTIONS:,} "
+            f"connections that each sent one request and then sat idle for {IDLE_WAIT:.0f} s, "
+            f"divided by {CONNECTIONS:,}; then {BURST:,} connections with a request each, all "
+            f"closed, and the resident set {SETTLE:.0f} s later. hitless (library) and minimal "
+            "hyper use glibc's malloc; the demo service uses mimalloc.",
+            "",
+            memory_table(res) if res.memory else "(not measured in this run)",
             MARK_END,
         ]
     )
@@ -356,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         die(f"instructions: {e}")
         return e.exit_status
     print(table(res), flush=True)
+    if res.memory:
+        print(memory_table(res), flush=True)
     out = target / "bench" / "instructions.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dataclasses.asdict(res), indent=2) + "\n")
