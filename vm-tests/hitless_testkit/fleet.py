@@ -91,6 +91,8 @@ CHECK_INTER_S = 1.0
 CHECK_FALL = 2
 CHECK_TIMEOUT_S = 1.0
 LEAVE_GRACE_S = 5
+REQUEST_TIMEOUT_S = 10
+"""The probe's: a request with no answer by then has failed."""
 ANSIBLE_CORE = "ansible-core==2.19.14"
 """Pinned: the playbook is tested with this one."""
 GUEST_EXTRA_PACKAGES = ("haproxy", "openssh-server")
@@ -165,6 +167,7 @@ class Fleet:
         self.venv = Path(args.ansible_venv)
         self.key = work / "id_ed25519"
         self.results: dict[str, CaseResult] = {}
+        self.probe_started = 0.0
 
     # --- machines -------------------------------------------------------------
 
@@ -343,7 +346,8 @@ class Fleet:
     def load(self, name: str) -> Iterator[list[Stopped]]:
         """The probe through HAProxy in every client mode while the body
         runs; the list gets its result when the body is over."""
-        probe = Probe(self.env(), f"fleet-{name}", request_timeout="10s").start()
+        self.probe_started = time.monotonic()
+        probe = Probe(self.env(), f"fleet-{name}", request_timeout=f"{REQUEST_TIMEOUT_S}s").start()
         got: list[Stopped] = []
         try:
             probe.wait_ok(timeout=30, fail_fast=False)
@@ -416,91 +420,146 @@ class Fleet:
             self.require_control("bad-build-control", res)
             self.restore(start)
 
-    def leave(self, host: str, grace: int) -> tuple[float, float]:
+    def leave(self, host: str, grace: int, flip: bool) -> tuple[float, float]:
         """`hitless-slots leave GRACE` on host (it returns once the host has
-        drained); seconds until HAProxy said NOLB (-1: it never did) and
-        DOWN."""
+        drained), with a slow request on the host in flight from the start
+        (it must be answered: it holds the drain); with `flip`, a flip once
+        HAProxy sees the 404, whose new slot must say 404 too. Returns the
+        seconds until HAProxy said NOLB (-1: it never did) and DOWN."""
         m = self.hosts[host]
-        done: list[tuple[int, str]] = []
-        cmd = f"/usr/libexec/hitless/hitless-slots leave {grace} 2>&1"
-        worker = threading.Thread(target=lambda: done.append(m.execute(cmd, timeout=120)))
+        slow_ms = (grace + 2) * 1000
+        slow: list[tuple[int, str]] = []
+        left: list[tuple[int, str]] = []
+        slow_cmd = f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 60 http://127.0.0.1:{PORT}/slow?ms={slow_ms}"
+        leave_cmd = f"/usr/libexec/hitless/hitless-slots leave {grace} 2>&1"
+        workers = [
+            threading.Thread(target=lambda: slow.append(m.execute(slow_cmd, timeout=120))),
+            threading.Thread(target=lambda: left.append(m.execute(leave_cmd, timeout=120))),
+        ]
+        workers[0].start()
+        time.sleep(0.5)
         t0 = time.monotonic()
-        worker.start()
+        workers[1].start()
         nolb = down = -1.0
         while down < 0:
             state = self.states().get(host, "")
             if state == "NOLB" and nolb < 0:
                 nolb = time.monotonic() - t0
+                if flip:
+                    self.flip_while_leaving(host)
             if state == "DOWN":
                 down = time.monotonic() - t0
             elif time.monotonic() - t0 > grace + 60:
                 raise Failure(f"HAProxy: {host} still {state} {grace + 60}s after leave")
             time.sleep(0.05)
-        worker.join(timeout=120)
-        if not done or done[0][0] != 0:
-            raise Failure(f"hitless-slots leave {grace} on {host} failed: {done}")
-        log(f"{host}: {done[0][1].strip()}")
+        for w in workers:
+            w.join(timeout=120)
+        if not left or left[0][0] != 0:
+            raise Failure(f"hitless-slots leave {grace} on {host} failed: {left}")
+        log(f"{host}: {left[0][1].strip()}")
+        if not slow or slow[0][1].strip() != "200":
+            raise Failure(f"the request in flight on {host} when it left was not answered: {slow}")
         return nolb, down
+
+    def flip_while_leaving(self, host: str) -> None:
+        """A flip during the grace: the new slot, another process started
+        from the hardened unit, must see the flag too."""
+        m = self.hosts[host]
+        before = m.succeed(f"curl -sS --fail --max-time 5 http://127.0.0.1:{PORT}/version")
+        m.succeed("systemctl reload hitless.service")
+        after = m.succeed(f"curl -sS --fail --max-time 5 http://127.0.0.1:{PORT}/version")
+        if json.loads(before)["pid"] == json.loads(after)["pid"]:
+            raise Failure(f"{host}: the flip did not start a new process")
+        code = m.succeed(f"curl -sS -o /dev/null -w '%{{http_code}}' --max-time 5 http://127.0.0.1:{PORT}/healthz")
+        if code.strip() != "404":
+            raise Failure(f"{host}: the slot started while leaving answers /healthz with {code}, not 404")
+        log(f"{host}: flipped while leaving; the new slot answers /healthz with 404")
 
     def case_leave(self) -> None:
         host = "h2"
         with subtest(f"{host} leaves the pool (hitless-slots leave {LEAVE_GRACE_S}) and comes back"):
             with self.load("leave") as got:
-                nolb, down = self.leave(host, LEAVE_GRACE_S)
+                nolb, down = self.leave(host, LEAVE_GRACE_S, flip=True)
                 if nolb < 0:
                     raise Failure(f"HAProxy never saw {host} answer 404 (NOLB)")
                 self.hosts[host].fail(f"curl -sS --max-time 2 http://127.0.0.1:{PORT}/healthz")
                 time.sleep(1)
                 self.hosts[host].succeed("systemctl start hitless.socket")
                 back = self.wait_state(host, "UP", timeout=30)
-            self.record("leave", CaseResult.of(got[0], nolb_after_s=round(nolb, 1), down_after_s=round(down, 1)))
+            notes = {"nolb_after_s": round(nolb, 1), "down_after_s": round(down, 1), "up_after_start_s": round(back, 1)}
+            self.record("leave", CaseResult.of(got[0], **notes))
             got[0].require_pass("a host leaving and coming back through HAProxy")
-            log(f"{host}: NOLB after {nolb:.1f}s, DOWN after {down:.1f}s, UP again {back:.1f}s after its start")
         with subtest(f"negative control: {host} leaves with no grace (hitless-slots leave 0)"):
             with self.load("leave-control") as got:
-                self.leave(host, 0)
+                self.leave(host, 0, flip=False)
                 self.hosts[host].succeed("systemctl start hitless.socket")
                 self.wait_state(host, "UP", timeout=30)
             res = self.record("leave-control", CaseResult.of(got[0]))
             self.require_control("leave-control", res)
 
-    def cut(self, host: str, name: str) -> tuple[CaseResult, float]:
-        """Unplug host under load; returns the result and seconds until
-        HAProxy said DOWN (-1: never, within the wait)."""
+    def attempts(self, host: str) -> int:
+        """How often HAProxy has chosen `host` for a request (the
+        statistics' lbtot), whatever came of it."""
+        out = self.machine_lb().succeed(f"curl -sS --fail --max-time 5 '{STATS}'")
+        for r in csv.DictReader(io.StringIO(out.lstrip("# "))):
+            if r["pxname"] == BACKEND and r["svname"] == host:
+                return int(r["lbtot"] or 0)
+        raise Failure(f"HAProxy's statistics have no {BACKEND}/{host}")
+
+    def cut(self, host: str, name: str) -> tuple[CaseResult, float, int, float]:
+        """Unplug host under load. Returns the result, the seconds until
+        HAProxy said DOWN (-1: not within the checks' bound), how many more
+        times HAProxy tried the host over the probe's request timeout after
+        that bound, and the latest failure's time after the cut."""
+        bound = CHECK_FALL * (CHECK_INTER_S + CHECK_TIMEOUT_S) + CHECK_INTER_S
         with self.load(name) as got:
             t0 = time.monotonic()
             self.lan.cut(host)
             down = -1.0
-            deadline = t0 + CHECK_FALL * (CHECK_INTER_S + CHECK_TIMEOUT_S) + 10
-            while time.monotonic() < deadline:
+            while time.monotonic() < t0 + bound + 1:
                 if self.states().get(host) == "DOWN":
                     down = time.monotonic() - t0
                     break
                 time.sleep(0.05)
-            # What was sent to it before that times out at the probe's 10 s;
-            # anything failing later was sent after HAProxy took it out.
-            time.sleep(12)
+            time.sleep(max(0.0, t0 + bound + 1 - time.monotonic()))
+            # Whatever was sent to it before times out at the probe's
+            # timeout; anything HAProxy tries after this is its own doing.
+            before = self.attempts(host)
+            time.sleep(REQUEST_TIMEOUT_S + 2)
+            more = self.attempts(host) - before
             self.lan.mend(host)
-        return CaseResult.of(got[0], down_after_s=round(down, 1)), down
+        res = CaseResult.of(got[0], down_after_s=round(down, 1), tried_after_s=more)
+        at = [f.at_s for m in got[0].report.modes.values() for f in m.failures]
+        last = max(at) - (t0 - self.probe_started) if at else 0.0
+        return res, down, more, last
 
     def case_cut(self) -> None:
         host = "h3"
         bound = CHECK_FALL * (CHECK_INTER_S + CHECK_TIMEOUT_S) + CHECK_INTER_S
         with subtest(f"{host} cut off the network under load"):
-            res, down = self.cut(host, "cut")
+            res, down, more, last = self.cut(host, "cut")
             self.record("cut", res)
-            if down < 0 or down > bound:
-                raise Failure(f"HAProxy took {host} out after {down:.1f}s; its checks bound that to {bound:.0f}s")
+            if down < 0:
+                raise Failure(f"HAProxy did not take {host} out within {bound:.0f}s (its checks' bound)")
+            if more:
+                raise Failure(f"HAProxy tried {host} {more} more times after taking it out")
+            # Only requests sent to it before it was out may fail: they fail
+            # at the latest one request timeout after that (+1 s of slack
+            # for the probe's clock against ours).
+            if last > down + REQUEST_TIMEOUT_S + 1:
+                raise Failure(f"a request failed {last:.1f}s after the cut, later than those sent before {down:.1f}s")
             self.wait_state(host, "UP", timeout=30)
         with subtest(f"negative control: {host} cut off with its health checks off"):
             lb = self.machine_lb()
             admin = f"python3 -c {shlex.quote(ADMIN_SOCKET_CLIENT)}"
             lb.succeed(f"{admin} 'disable health {BACKEND}/{host}'")
             try:
-                res, down = self.cut(host, "cut-control")
+                res, down, more, last = self.cut(host, "cut-control")
             finally:
                 lb.succeed(f"{admin} 'enable health {BACKEND}/{host}'")
             self.record("cut-control", res)
+            if more == 0:
+                raise Failure(f"negative control: without checks HAProxy should go on trying {host}")
             self.wait_state(host, "UP", timeout=30)
 
 
