@@ -233,9 +233,16 @@ class Fleet:
 
     def states(self) -> dict[str, str]:
         """HAProxy's status of each host: UP, NOLB, DOWN, "UP 1/2"..."""
-        out = self.machine_lb().succeed(f"curl -sS --fail --max-time 5 '{STATS}'")
-        rows = csv.DictReader(io.StringIO(out.lstrip("# ")))
+        rows = self.stats()
         return {r["svname"]: r["status"] for r in rows if r["pxname"] == BACKEND and r["svname"] in HOSTS}
+
+    def stats(self) -> list[dict[str, str]]:
+        """HAProxy's statistics, a row per proxy and server (read quietly:
+        the cases poll them)."""
+        rc, out = self.machine_lb().execute(f"curl -sS --fail --max-time 5 '{STATS}'")
+        if rc != 0:
+            raise Failure(f"cannot read HAProxy's statistics (curl exit {rc})")
+        return list(csv.DictReader(io.StringIO(out.lstrip("# "))))
 
     def wait_state(self, host: str, want: str, timeout: float) -> float:
         """Seconds until HAProxy says `want` of `host`."""
@@ -438,6 +445,7 @@ class Fleet:
         ]
         workers[0].start()
         time.sleep(0.5)
+        log(m.succeed("systemctl show -p Id,ActiveState,SubState hitless.service hitless.socket; ls -la /run/hitless-pool; systemctl list-jobs"))
         t0 = time.monotonic()
         workers[1].start()
         nolb = down = -1.0
@@ -500,8 +508,7 @@ class Fleet:
     def attempts(self, host: str) -> int:
         """How often HAProxy has chosen `host` for a request (the
         statistics' lbtot), whatever came of it."""
-        out = self.machine_lb().succeed(f"curl -sS --fail --max-time 5 '{STATS}'")
-        for r in csv.DictReader(io.StringIO(out.lstrip("# "))):
+        for r in self.stats():
             if r["pxname"] == BACKEND and r["svname"] == host:
                 return int(r["lbtot"] or 0)
         raise Failure(f"HAProxy's statistics have no {BACKEND}/{host}")
