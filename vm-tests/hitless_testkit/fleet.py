@@ -76,6 +76,7 @@ from .netns import Lan
 from .nspawn import Machine, preflight, subtest
 from .outcomes import Outcomes
 from .rootfs import DEFAULT_CACHE, ensure_rootfs
+from .scenarios.clients import CLIENT_DIR, CLIENTS, RunningClient, judge, read_reports, stop_all
 from .scenarios.probe import Probe, Stopped
 
 NETWORK = "10.89.0.0/24"
@@ -95,6 +96,13 @@ REQUEST_TIMEOUT_S = 10
 """The probe's: a request with no answer by then has failed."""
 ANSIBLE_CORE = "ansible-core==2.19.14"
 """Pinned: the playbook is tested with this one."""
+REAL_CLIENTS = tuple(
+    c for c in CLIENTS if c.name in ("node-fetch", "python-requests", "python-aiohttp", "curl-http1.1")
+)
+"""Client libraries that also go through the balancer in the cases that
+must lose nothing: Debian's own (the Go client and curl's prior-knowledge
+HTTP/2 stay in the container tests)."""
+CLIENT_PROGRAMS = ("client_report.py", "requests_client.py", "aiohttp_client.py", "curl_client.py", "fetch_client.mjs")
 GUEST_EXTRA_PACKAGES = ("haproxy", "openssh-server")
 """Beyond the container tests' packages: the balancer and Ansible's way in."""
 CASES = ("rolling", "bad-build", "leave", "cut")
@@ -198,6 +206,8 @@ class Fleet:
         lb = stack.enter_context(Machine(self.rootfs, name="hitless-fleet-lb", log_dir=self.log_dir, netns=ns))
         self.lb = lb
         install_probe(lb, Path(self.args.probe))
+        for name in CLIENT_PROGRAMS:
+            lb.copy_from_host(Path(self.args.clients) / name, f"{CLIENT_DIR}/{name}")
         cfg = (self.deploy / "haproxy/hitless.cfg").read_text()
         cfg += "".join(f"    server {n} {a}:{PORT}\n" for n, a in HOSTS.items())
         # For the test only: the statistics page, on the balancer's loopback.
@@ -364,6 +374,47 @@ class Fleet:
         finally:
             got.append(probe.stop())
 
+    @contextlib.contextmanager
+    def clients(self, name: str, versions: list[str]) -> Iterator[None]:
+        """REAL_CLIENTS through HAProxy while the body runs; each must lose
+        nothing and see `versions` in order (answers from several hosts
+        may interleave them). Their requests and failures are recorded as
+        case `name`."""
+        env = self.env()
+        running = [RunningClient(env, c, CLIENT_DIR, env.url, role=f"fleet-{name}") for c in REAL_CLIENTS]
+        try:
+            for r in running:
+                r.start()
+            deadline = time.monotonic() + 30
+            while not all(rep.ok for rep in read_reports(env, running).values()) or len(
+                read_reports(env, running)
+            ) < len(running):
+                if time.monotonic() > deadline:
+                    raise Failure(f"the clients got no answer through HAProxy: {read_reports(env, running)}")
+                time.sleep(0.2)
+            yield
+        finally:
+            stop_all(running)
+        reports = read_reports(env, running)
+        problems = []
+        for r in running:
+            rep = reports.get(r.client.name)
+            if rep is None or not rep.final:
+                problems.append(f"{r.client.name}: no final report:\n{r.output()}")
+                continue
+            found, _, _ = judge(r.client, rep, versions, None)
+            problems += [f"{r.client.name} ({rep.library}): {p}" for p in found]
+        self.results[name] = CaseResult(
+            failed={n: rep.failed for n, rep in reports.items()},
+            requests={n: rep.requests for n, rep in reports.items()},
+        )
+        log(
+            f"{name}: "
+            + "; ".join(f"{n} {rep.library}: {rep.failed} failed of {rep.requests}" for n, rep in reports.items())
+        )
+        if problems:
+            raise Failure("real clients through HAProxy:\n  " + "\n  ".join(problems))
+
     def other(self, version: str) -> str:
         return self.versions[1] if version == self.versions[0] else self.versions[0]
 
@@ -386,7 +437,7 @@ class Fleet:
         new = self.other(start)
         upgrade = self.deploy / "ansible/upgrade.yml"
         with subtest(f"rolling upgrade {start} -> {new} with Ansible, serial: 1"):
-            with self.load("rolling") as got:
+            with self.clients("rolling-clients", [start, new]), self.load("rolling") as got:
                 rc, out = self.playbook(upgrade, self.binaries[new], new)
             self.record("rolling", CaseResult.of(got[0]))
             if rc != 0:
@@ -445,7 +496,7 @@ class Fleet:
         ]
         workers[0].start()
         time.sleep(0.5)
-        log(m.succeed("systemctl show -p Id,ActiveState,SubState hitless.service hitless.socket; ls -la /run/hitless-pool; systemctl list-jobs"))
+        log(f"{host}: hitless.service is {m.get_unit_property('hitless.service', 'ActiveState')} before leave")
         t0 = time.monotonic()
         workers[1].start()
         nolb = down = -1.0
@@ -486,7 +537,7 @@ class Fleet:
     def case_leave(self) -> None:
         host = "h2"
         with subtest(f"{host} leaves the pool (hitless-slots leave {LEAVE_GRACE_S}) and comes back"):
-            with self.load("leave") as got:
+            with self.clients("leave-clients", [self.current()]), self.load("leave") as got:
                 nolb, down = self.leave(host, LEAVE_GRACE_S, flip=True)
                 if nolb < 0:
                     raise Failure(f"HAProxy never saw {host} answer 404 (NOLB)")
@@ -591,6 +642,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe", required=True)
     p.add_argument("--units", required=True)
     p.add_argument("--deploy", required=True, help="the deploy/ directory (HAProxy config, Ansible playbook)")
+    p.add_argument("--clients", required=True, help="the vm-tests/clients directory (real client programs)")
     p.add_argument("--only", action="append", choices=CASES, help="run only this case (repeatable)")
     p.add_argument("--concurrency", type=int, default=4, help="probe workers per client mode")
     p.add_argument("--rate", type=int, default=150, help="requests per second per client mode")
@@ -638,17 +690,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def results_table(results: dict[str, CaseResult]) -> str:
-    """Failed requests of each case per client mode, as Markdown."""
-    modes = sorted({m for r in results.values() for m in r.requests})
-    lines = [
-        "| case | " + " | ".join(f"{m}: failed / requests" for m in modes) + " | notes |",
-        "|---|" + "---|" * len(modes) + "---|",
-    ]
-    for name, r in results.items():
-        cells = [f"{r.failed.get(m, 0)} / {r.requests.get(m, 0)}" for m in modes]
-        notes = ", ".join(f"{k} {v}" for k, v in r.notes.items())
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {notes} |")
-    return "\n".join(lines)
+    """Failed requests of each case per client mode (the probe), and per
+    client library, as Markdown tables."""
+    tables = []
+    probe = {k: r for k, r in results.items() if set(r.requests) <= set(sc.MODES)}
+    libraries = {k: r for k, r in results.items() if k not in probe}
+    for title, group in (("client mode", probe), ("client library", libraries)):
+        if not group:
+            continue
+        columns = sorted({m for r in group.values() for m in r.requests})
+        lines = [
+            f"Failed / requests by {title}:",
+            "",
+            "| case | " + " | ".join(columns) + " | notes |",
+            "|---|" + "---|" * len(columns) + "---|",
+        ]
+        for name, r in group.items():
+            cells = [f"{r.failed.get(m, 0)} / {r.requests.get(m, 0)}" for m in columns]
+            notes = ", ".join(f"{k} {v}" for k, v in r.notes.items())
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {notes} |")
+        tables.append("\n".join(lines))
+    return "\n\n".join(tables)
 
 
 if __name__ == "__main__":
