@@ -47,13 +47,21 @@ pub const DEREGISTRATION_FLAG: &str = "/run/hitless-pool/deregistered";
 /// Cheap to clone: clones share the readiness flag, so a handle kept by the
 /// application controls the answers of the service it wrapped.
 ///
-/// ```
-/// let health = hitless::PoolHealth::new("/healthz", "/run/hitless-pool/deregistered");
-/// assert!(!health.deregistering());
-/// health.set_ready(false); // e.g. while a cache warms up: /healthz answers 503
-/// # let _service = health.wrap(hyper::service::service_fn(|_req| async {
-/// #     Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
-/// # }));
+/// ```no_run
+/// use std::convert::Infallible;
+///
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hyper::{body::Incoming, service::service_fn, Request, Response};
+///
+/// fn main() -> Result<(), hitless::Error> {
+///     let health = hitless::PoolHealth::new("/healthz", hitless::DEREGISTRATION_FLAG);
+///     let service = health.wrap(service_fn(|_req: Request<Incoming>| async {
+///         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("ok\n"))))
+///     }));
+///     health.set_ready(false); // e.g. while a cache warms up: /healthz answers 503
+///     hitless::Server::from_env(hitless::Settings::default())?.run(service)
+/// }
 /// ```
 #[derive(Debug, Clone)]
 pub struct PoolHealth {
