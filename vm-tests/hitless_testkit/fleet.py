@@ -386,11 +386,12 @@ class Fleet:
             for r in running:
                 r.start()
             deadline = time.monotonic() + 30
-            while not all(rep.ok for rep in read_reports(env, running).values()) or len(
-                read_reports(env, running)
-            ) < len(running):
+            while True:
+                reports = read_reports(env, running)
+                if len(reports) == len(running) and all(rep.ok for rep in reports.values()):
+                    break
                 if time.monotonic() > deadline:
-                    raise Failure(f"the clients got no answer through HAProxy: {read_reports(env, running)}")
+                    raise Failure(f"the clients got no answer through HAProxy: {reports}")
                 time.sleep(0.2)
             yield
         finally:
