@@ -89,6 +89,7 @@
           vm-upgrade = vmTest ./vm-tests/nixos/upgrade.nix;
           vm-socket-activation = vmTest ./vm-tests/nixos/socket-activation.nix;
           vm-security = vmTest ./vm-tests/nixos/security.nix;
+          vm-fleet = vmTest ./vm-tests/nixos/fleet.nix;
         }
         // pkgs.callPackages ./nix/checks.nix { });
     };

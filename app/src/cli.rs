@@ -1,5 +1,6 @@
 //! Command line.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -80,6 +81,12 @@ pub struct Cli {
     /// raising it to the hard limit.
     #[arg(long)]
     pub keep_nofile_limit: bool,
+
+    /// While this file exists, /healthz answers 404: the host is being
+    /// taken out of its load balancer's pool (`hitless-slots leave` creates
+    /// it; systemd removes its directory when hitless.service stops).
+    #[arg(long, value_name = "PATH", default_value = hitless::DEREGISTRATION_FLAG)]
+    pub deregistration_flag: PathBuf,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

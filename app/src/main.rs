@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::Parser;
-use hitless::Server;
-use hyper::service::service_fn;
+use hitless::{PoolHealth, Server};
+use hyper::service::{service_fn, Service};
 use tracing::{error, warn};
 
 use crate::cli::Cli;
@@ -52,5 +52,8 @@ fn run(cli: Cli) -> Result<(), hitless::Error> {
         context: "cannot encode /version",
         source: e.into(),
     })?);
-    server.run(service_fn(move |req| routes::handle(req, app.clone())))
+    // /healthz says 404 while the host leaves its balancer's pool.
+    let health = PoolHealth::new(routes::HEALTH_PATH, cli.deregistration_flag);
+    let service = health.wrap(service_fn(move |req| routes::handle(req, app.clone())));
+    server.run(service_fn(move |req| routes::versioned(service.call(req))))
 }

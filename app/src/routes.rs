@@ -1,6 +1,7 @@
 //! The HTTP endpoints.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,10 @@ use crate::version::VERSION;
 /// Upper bound for `/slow?ms=`; longer than the default drain deadline on
 /// purpose, so the deadline itself can be tested.
 pub const MAX_SLOW_MS: u64 = 60_000;
+
+/// What load balancers ask: 200 here, 404 while the host leaves the pool
+/// (answered by `hitless::PoolHealth` ahead of these routes).
+pub const HEALTH_PATH: &str = "/healthz";
 
 /// Header on every response, so load probes can tell which build answered.
 pub const VERSION_HEADER: &str = "x-hitless-version";
@@ -77,7 +82,15 @@ impl App {
 type Resp = Response<Full<Bytes>>;
 
 pub async fn handle(req: Request<Incoming>, app: Arc<App>) -> Result<Resp, Infallible> {
-    let mut resp = route(&req, &app).await;
+    Ok(route(&req, &app).await)
+}
+
+/// `answer` with [`VERSION_HEADER`], whoever made it (the routes, or the
+/// library's health answer ahead of them).
+pub async fn versioned<B, E>(
+    answer: impl Future<Output = Result<Response<B>, E>>,
+) -> Result<Response<B>, E> {
+    let mut resp = answer.await?;
     resp.headers_mut()
         .insert(VERSION_HEADER, HeaderValue::from_static(VERSION));
     Ok(resp)
@@ -92,7 +105,7 @@ async fn route(req: &Request<Incoming>, app: &App) -> Resp {
     }
     match req.uri().path() {
         "/" => text_bytes(StatusCode::OK, app.greeting.clone()),
-        "/healthz" => text(StatusCode::OK, "ok\n"),
+        HEALTH_PATH => text(StatusCode::OK, "ok\n"),
         "/version" => {
             let mut resp = Response::new(Full::new(app.identity_json.clone()));
             resp.headers_mut().insert(

@@ -16,7 +16,9 @@ Differences worth knowing:
 
 Every container is ephemeral (--volatile=overlay: writes go to a tmpfs over
 the cached, read-only-in-practice root file system) and has a private
-network, so port 8080 never collides with the host or another container.
+network, so port 8080 never collides with the host or another container: by
+default only loopback; with `netns=` the network namespace the caller made
+for it (netns.Lan: a test network of several machines).
 Containers are always torn down: Machine is a context manager, `shutdown()`
 is idempotent, SIGINT/SIGTERM raise through the `with` block
 (log.install_signal_handlers), and nspawn gets SIGTERM if the driver process dies
@@ -146,7 +148,12 @@ def remove_cgroups(dirs: list[Path]) -> None:
 
 class Machine:
     def __init__(
-        self, rootfs: Path, name: str | None = None, log_dir: Path | None = None, boot_timeout: float = 60.0
+        self,
+        rootfs: Path,
+        name: str | None = None,
+        log_dir: Path | None = None,
+        boot_timeout: float = 60.0,
+        netns: Path | None = None,
     ) -> None:
         self.rootfs = Path(rootfs)
         self.name = name or f"hitless-{os.getpid()}-{next(_names)}"
@@ -157,6 +164,8 @@ class Machine:
         self.process: subprocess.Popen[bytes] | None = None
         self.leader: int | None = None
         self.cgroups: list[Path] = []
+        self.netns = netns
+        """A network namespace to join (/run/netns/NAME) instead of a private one."""
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -188,8 +197,9 @@ class Machine:
             # Writes go to a tmpfs overlay: the cached tree stays pristine
             # and the container leaves nothing behind.
             "--volatile=overlay",
-            # Only loopback inside: port 8080 is the container's own.
-            "--private-network",
+            # Only loopback inside, or the test network the caller made:
+            # port 8080 is the container's own either way.
+            f"--network-namespace-path={self.netns}" if self.netns else "--private-network",
             "--console=passive",
             # Halting (not killing) on SIGTERM: shutdown() uses it.
             "--kill-signal=SIGRTMIN+3",
