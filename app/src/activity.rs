@@ -44,6 +44,17 @@ pub(crate) struct Activity {
     /// hyper's connection is being ended to release its buffers while the
     /// socket stays open (an idle HTTP/1 connection is parked).
     parking: AtomicBool,
+    /// Successful writes, so far.
+    writes: AtomicU64,
+    /// A write found the socket full, and hyper has not flushed
+    /// everything since: a response is still on its way to the peer.
+    write_blocked: AtomicBool,
+    /// Requests in flight whose response, or the next part of its body,
+    /// the service has not produced yet (the server's work, as opposed to
+    /// waiting for the peer to take what is ready).
+    server_waits: AtomicUsize,
+    /// The same, for every connection of the server.
+    server_busy: Option<Arc<AtomicUsize>>,
 }
 
 /// A copy of the counters, to tell whether anything happened in between.
@@ -61,8 +72,54 @@ fn bump(counter: &AtomicU64) {
 }
 
 impl Activity {
+    #[cfg(test)]
     pub(crate) fn new() -> Activity {
         Activity::default()
+    }
+
+    /// With `busy` counting, for the whole server, the requests the
+    /// service is still working on.
+    pub(crate) fn with_server_busy(busy: Arc<AtomicUsize>) -> Activity {
+        Activity {
+            server_busy: Some(busy),
+            ..Activity::default()
+        }
+    }
+
+    pub(crate) fn writes(&self) -> u64 {
+        self.writes.load(Relaxed)
+    }
+
+    pub(crate) fn write_blocked(&self) -> bool {
+        self.write_blocked.load(Relaxed)
+    }
+
+    pub(crate) fn server_waits(&self) -> usize {
+        self.server_waits.load(Relaxed)
+    }
+
+    /// A write found the socket full (`true`), or everything was flushed.
+    #[inline]
+    pub(crate) fn set_write_blocked(&self, blocked: bool) {
+        if self.write_blocked.load(Relaxed) != blocked {
+            self.write_blocked.store(blocked, Relaxed);
+        }
+    }
+
+    /// Bytes were written to the peer.
+    #[inline]
+    pub(crate) fn on_write(&self) {
+        bump(&self.io);
+        bump(&self.writes);
+    }
+
+    /// The service is working on a request (until the guard is dropped).
+    pub(crate) fn server_work(self: &Arc<Self>) -> ServerWork {
+        self.server_waits.fetch_add(1, Relaxed);
+        if let Some(busy) = &self.server_busy {
+            busy.fetch_add(1, Relaxed);
+        }
+        ServerWork(self.clone())
     }
 
     /// The counters now.
@@ -154,9 +211,29 @@ impl Activity {
     }
 }
 
+/// The service working on a request; dropping it ends that work.
+#[derive(Debug)]
+pub(crate) struct ServerWork(Arc<Activity>);
+
+impl Drop for ServerWork {
+    fn drop(&mut self) {
+        self.0.server_waits.fetch_sub(1, Relaxed);
+        if let Some(busy) = &self.0.server_busy {
+            busy.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
 /// One request in flight; dropping it ends the request.
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    /// The service is working on this request (see [`ServerWork`]).
+    pub(crate) fn server_work(&self) -> ServerWork {
+        self.0.server_work()
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

@@ -71,6 +71,11 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_positive_duration)]
     pub http2_keepalive_timeout: Duration,
 
+    /// Close a connection whose peer took no byte of a ready response for
+    /// this long (it stopped reading). Must be above zero.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration)]
+    pub send_timeout: Duration,
+
     /// TCP keep-alive idle time for accepted connections (then 3 probes at
     /// a third of it, at most 10s apart); 0s leaves the socket's setting
     /// alone (systemd.socket KeepAlive=).
@@ -118,6 +123,7 @@ impl Cli {
             keepalive_timeout: self.keepalive_timeout,
             http2_keepalive_interval: self.http2_keepalive_interval,
             http2_keepalive_timeout: self.http2_keepalive_timeout,
+            send_timeout: self.send_timeout,
             tcp_keepalive: Some(self.tcp_keepalive).filter(|d| !d.is_zero()),
             raise_nofile_limit: !self.keep_nofile_limit,
         }

@@ -88,6 +88,14 @@ struct Timeouts {
     header_read: Duration,
     keepalive: Duration,
     idle_grace: Duration,
+    send: Duration,
+}
+
+impl Timeouts {
+    /// How often the timer looks at a busy connection.
+    fn busy_look(&self) -> Duration {
+        self.keepalive.min(self.send) / PRECISION
+    }
 }
 
 /// Why a connection is closed by the server.
@@ -96,6 +104,7 @@ enum Why {
     HeaderRead,
     KeepAlive,
     IdleGrace,
+    Send,
 }
 
 impl fmt::Display for Why {
@@ -104,6 +113,7 @@ impl fmt::Display for Why {
             Why::HeaderRead => "no complete request head within the header-read timeout",
             Why::KeepAlive => "idle for the keep-alive timeout",
             Why::IdleGrace => "draining, nothing in flight",
+            Why::Send => "the peer took no byte of a ready response within the send timeout",
         })
     }
 }
@@ -146,6 +156,15 @@ struct Watch {
     head: Option<(Instant, u64)>,
     /// When the drain (or an HTTP/2 idle GOAWAY) began.
     closing: Option<Instant>,
+    /// Writes when the timer last looked.
+    written: u64,
+    /// Since when (as first seen) a response the service has produced
+    /// waits for the peer without a byte taken.
+    stalled: Option<Instant>,
+    /// The last look found the connection idle and armed the timer for
+    /// its keep-alive timeout: a request that comes before has the timer
+    /// brought forward, so that its response is watched (send timeout).
+    idle: bool,
 }
 
 impl Watch {
@@ -156,6 +175,9 @@ impl Watch {
             active_at: now,
             head: None,
             closing: None,
+            written: 0,
+            stalled: None,
+            idle: false,
         }
     }
 
@@ -184,11 +206,27 @@ impl Watch {
 
     /// The timer fired at `now`: what to do.
     fn step(&mut self, a: &Activity, kind: Kind, now: Instant, t: &Timeouts) -> Step {
+        self.idle = false;
         let marks = a.marks();
         let moved = marks != self.seen;
         self.seen = marks;
-        if moved || marks.in_flight > 0 {
+        // A response on its way: in flight, or written by hyper into a
+        // full socket and not flushed yet.
+        let sending = marks.in_flight > 0 || a.write_blocked();
+        if moved || sending {
             self.active_at = now;
+        }
+        // Waiting for the peer alone: the service has produced everything
+        // asked of it so far, and the peer took no byte since the last look.
+        let writes = a.writes();
+        if sending && a.server_waits() == 0 && writes == self.written {
+            self.stalled.get_or_insert(now);
+        } else {
+            self.stalled = None;
+        }
+        self.written = writes;
+        if self.stalled.is_some_and(|since| since + t.send <= now) {
+            return Step::Cut(Why::Send);
         }
         if a.head_started() {
             // Begun since the timer last looked, if the connection did not
@@ -209,7 +247,7 @@ impl Watch {
             if head.is_some_and(|at| at <= now) {
                 return Step::Cut(Why::HeaderRead);
             }
-            if marks.in_flight > 0 {
+            if sending {
                 return Step::Wait(now + t.idle_grace);
             }
             let quiet = since.max(self.active_at);
@@ -231,8 +269,8 @@ impl Watch {
                 Step::Wait(at)
             };
         }
-        let check = now + t.keepalive / PRECISION;
-        if marks.in_flight > 0 || moved {
+        let check = now + t.busy_look();
+        if sending || moved {
             return Step::Wait(check);
         }
         let at = self.active_at + t.keepalive;
@@ -243,12 +281,13 @@ impl Watch {
                 Step::Cut(Why::KeepAlive)
             };
         }
+        self.idle = true;
         if kind == Kind::Http1 && marks.requests > 0 {
             // Quiet for a whole look: its buffers can go until the next
             // request.
             return Step::Park(at);
         }
-        Step::Wait(at.min(check))
+        Step::Wait(at)
     }
 }
 
@@ -263,6 +302,13 @@ pub(crate) struct Http<S> {
 }
 
 impl<S> Http<S> {
+    /// Requests the service is still working on, on every connection.
+    pub(crate) fn server_busy(&self) -> usize {
+        self.shared
+            .server_busy
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub(crate) fn new(service: S, settings: &Settings, drain: Drain) -> Self {
         let mut http1 = http1::Builder::new();
         http1
@@ -283,6 +329,7 @@ impl<S> Http<S> {
             header_read: settings.header_read_timeout.min(LONGEST_TIMEOUT),
             keepalive: settings.keepalive_timeout.min(LONGEST_TIMEOUT),
             idle_grace: settings.idle_grace.min(LONGEST_TIMEOUT),
+            send: settings.send_timeout.min(LONGEST_TIMEOUT),
         };
         Http {
             service: Arc::new(service),
@@ -291,6 +338,7 @@ impl<S> Http<S> {
             shared: Arc::new(Shared {
                 drain: drain.clone(),
                 keep_alive: keep_alive_header(timeouts.keepalive),
+                server_busy: Arc::default(),
             }),
             drain,
             timeouts,
@@ -315,7 +363,7 @@ where
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::with_server_busy(self.shared.server_busy.clone()));
         let now = Instant::now();
         Connection {
             watch: Watch::new(now, activity.marks()),
@@ -587,6 +635,13 @@ where
             if this.watch.closing.is_some() {
                 // The protocol may have become known since the drain began.
                 self.as_mut().send_goaway();
+            } else if this.watch.idle && this.activity.requests() != this.watch.seen.requests {
+                // A request after an idle look: watch it from now.
+                this.watch.idle = false;
+                let at = Instant::now() + this.http.timeouts.busy_look();
+                if self.as_mut().arm(at, cx).is_ready() {
+                    continue;
+                }
             } else if matches!(*this.proto, Proto::Http1 { .. } | Proto::Parked { .. })
                 && this.activity.head_started()
                 && this
@@ -610,7 +665,8 @@ where
             if !*this.armed {
                 // The first time the connection waits: the header-read
                 // timeout from accept().
-                let at = this.watch.accepted + this.http.timeouts.header_read;
+                let t = &this.http.timeouts;
+                let at = this.watch.accepted + t.header_read.min(t.busy_look());
                 if self.as_mut().arm(at, cx).is_pending() {
                     return Poll::Pending;
                 }
@@ -665,6 +721,7 @@ mod tests {
         header_read: Duration::from_secs(10),
         keepalive: Duration::from_secs(80),
         idle_grace: Duration::from_millis(100),
+        send: Duration::from_secs(80),
     };
 
     fn secs(s: u64) -> Duration {
@@ -706,6 +763,8 @@ mod tests {
     fn http1_idle_then_a_new_head() {
         let (a, mut w, t0) = fresh();
         let req = a.request(false);
+        // The service works on it: never cut.
+        let work = req.server_work();
         // In flight: only looked at again now and then, never cut.
         assert_eq!(
             w.step(&a, Kind::Http1, t0 + secs(1), &T),
@@ -715,6 +774,7 @@ mod tests {
             w.step(&a, Kind::Http1, t0 + secs(500), &T),
             Step::Wait(t0 + secs(510))
         );
+        drop(work);
         drop(req);
         // It ended since the last look: busy until then.
         let t1 = t0 + secs(510);
@@ -813,6 +873,38 @@ mod tests {
                     break;
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_response_the_peer_does_not_take_is_cut_after_the_send_timeout() {
+        let (a, mut w, t0) = fresh();
+        let _req = a.request(false);
+        a.on_write();
+        // Busy, writing: looked at every eighth of the send timeout (80 s
+        // here).
+        assert_eq!(
+            w.step(&a, Kind::Http1, t0 + secs(1), &T),
+            Step::Wait(t0 + secs(11))
+        );
+        // No byte taken since: stalled from this look on.
+        assert_eq!(
+            w.step(&a, Kind::Http1, t0 + secs(11), &T),
+            Step::Wait(t0 + secs(21))
+        );
+        assert_eq!(
+            w.step(&a, Kind::Http1, t0 + secs(91), &T),
+            Step::Cut(Why::Send)
+        );
+        // The service still working on it is not the peer's fault.
+        let (a, mut w, t0) = fresh();
+        let req = a.request(false);
+        let _work = req.server_work();
+        for n in 1..20 {
+            assert!(matches!(
+                w.step(&a, Kind::Http1, t0 + secs(10 * n), &T),
+                Step::Wait(_)
+            ));
         }
     }
 

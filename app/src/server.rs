@@ -264,7 +264,21 @@ impl Server {
                     info!("drain complete, exiting");
                     return Ok(());
                 }
-                _ = &mut deadline => break DrainCut::Deadline(settings.drain_timeout),
+                _ = &mut deadline => {
+                    if http.server_busy() == 0 {
+                        // Only peers are left: every request the service
+                        // was given is answered, and what remains waits
+                        // for clients that stopped reading (or never sent
+                        // a whole request). Not a failure of this process.
+                        warn!(
+                            "drain deadline of {:?} passed: cutting {} connection(s) waiting for peers that stopped reading",
+                            settings.drain_timeout,
+                            connections.len()
+                        );
+                        return Ok(());
+                    }
+                    break DrainCut::Deadline(settings.drain_timeout);
+                }
                 sig = signals.next() => break DrainCut::SignalAgain(sig),
                 _ = status_tick.tick() => {
                     notify::status(&format!("Draining {} connection(s)", connections.len()));

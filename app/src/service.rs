@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -23,7 +23,7 @@ use hyper::service::Service;
 use hyper::{Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
 
-use crate::activity::{Activity, InFlight};
+use crate::activity::{Activity, InFlight, ServerWork};
 use crate::drain::Drain;
 
 /// The `Keep-Alive` header announcing `keepalive_timeout` in whole seconds,
@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     pub(crate) drain: Drain,
     /// `Keep-Alive` value for HTTP/1 responses on persistent connections.
     pub(crate) keep_alive: HeaderValue,
+    /// Requests the service is still working on, on every connection (see
+    /// [`Activity::with_server_busy`]).
+    pub(crate) server_busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The user's service as one connection sees it.
@@ -85,14 +88,16 @@ where
         // Only HTTP/1 lingers for a body (HTTP/2 asks h2, which costs a
         // lock).
         let in_flight = self.activity.request(http1 && !req.body().is_end_stream());
-        let head = Head::of(&req);
+        // HTTP/1 only: Host is an HTTP/1.1 rule (HTTP/2 carries
+        // :authority, RFC 9113 §8.3.1), and so are the headers below.
+        let head = if http1 { Head::of(&req) } else { Head::default() };
         // Announced once per connection: clients keep the value for the
         // connection (RFC 2068 §19.7.1.1 gives it per connection).
         let keep_alive = http1 && head.persistent(version) && !self.activity.keep_alive_announced();
         if keep_alive {
             self.activity.set_keep_alive_announced();
         }
-        let state = if head.host_error(version) {
+        let state = if http1 && head.host_error(version) {
             State::Rejected
         } else {
             State::Calling {
@@ -101,10 +106,11 @@ where
         };
         ResponseFuture {
             state,
+            work: None,
             in_flight: Some(in_flight),
-            http1,
             keep_alive,
-            shared: self.shared.clone(),
+            // Only HTTP/1 answers need it.
+            shared: http1.then(|| self.shared.clone()),
         }
     }
 }
@@ -160,11 +166,13 @@ pin_project! {
     pub(crate) struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
+        // While the service's future is pending.
+        work: Option<ServerWork>,
         in_flight: Option<InFlight>,
-        http1: bool,
         // Add `Keep-Alive`, on a persistent HTTP/1 connection.
         keep_alive: bool,
-        shared: Arc<Shared>,
+        // HTTP/1: what its answers need.
+        shared: Option<Arc<Shared>>,
     }
 }
 
@@ -186,7 +194,14 @@ where
         let this = self.project();
         let (mut parts, body) = match this.state.project() {
             StateProj::Calling { future } => {
-                let (parts, body) = ready!(future.poll(cx))?.into_parts();
+                let Poll::Ready(result) = future.poll(cx) else {
+                    if this.work.is_none() {
+                        *this.work = this.in_flight.as_ref().map(InFlight::server_work);
+                    }
+                    return Poll::Pending;
+                };
+                *this.work = None;
+                let (parts, body) = result?.into_parts();
                 (parts, Some(body))
             }
             StateProj::Rejected => {
@@ -198,25 +213,26 @@ where
                 (parts, None)
             }
         };
-        if *this.http1 {
+        if let Some(shared) = this.shared.as_ref() {
             // Checked when the response is ready, not when the request
             // came: a request in flight at the signal is answered, then
             // closes.
-            if this.shared.drain.is_started() {
+            if shared.drain.is_started() {
                 parts
                     .headers
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             } else if *this.keep_alive && !has_token(&parts.headers, "close") {
                 parts
                     .headers
-                    .insert(KEEP_ALIVE, this.shared.keep_alive.clone());
+                    .insert(KEEP_ALIVE, shared.keep_alive.clone());
             }
         }
         Poll::Ready(Ok(Response::from_parts(
             parts,
             Tracked {
                 body,
-                _in_flight: this.in_flight.take(),
+                work: None,
+                in_flight: this.in_flight.take(),
             },
         )))
     }
@@ -242,7 +258,9 @@ pin_project! {
     pub(crate) struct Tracked<B> {
         #[pin]
         body: Option<B>,
-        _in_flight: Option<InFlight>,
+        // While the body has no frame ready.
+        work: Option<ServerWork>,
+        in_flight: Option<InFlight>,
     }
 }
 
@@ -254,10 +272,19 @@ impl<B: Body> Body for Tracked<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        match self.project().body.as_pin_mut() {
-            Some(body) => body.poll_frame(cx),
-            None => Poll::Ready(None),
+        let this = self.project();
+        let Some(body) = this.body.as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = body.poll_frame(cx);
+        if frame.is_pending() {
+            if this.work.is_none() {
+                *this.work = this.in_flight.as_ref().map(InFlight::server_work);
+            }
+        } else if this.work.is_some() {
+            *this.work = None;
         }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -75,6 +75,15 @@ pub struct Settings {
     /// connection; keep it well above the clients' round-trip time.
     /// Default: 20 s.
     pub http2_keepalive_timeout: Duration,
+    /// How long a connection may take no byte of a response the service
+    /// has produced (the peer stopped reading: an HTTP/1 client that
+    /// pipelines and never reads, an HTTP/2 peer that keeps its flow-control
+    /// window at 0) before it is closed, during the drain and outside it.
+    /// A service that is slow to produce its response or body is not
+    /// affected; its requests are bounded by the drain only. Met late by up
+    /// to an eighth of the smaller of this and the keep-alive timeout (or
+    /// one idle grace while draining), never early. Default: 30 s.
+    pub send_timeout: Duration,
     /// TCP keep-alive for accepted connections (tcp(7): `SO_KEEPALIVE`,
     /// `TCP_KEEPIDLE` this long, then `TCP_KEEPINTVL` of a third of it,
     /// at most 10 s, and `TCP_KEEPCNT` 3), so that a connection whose peer's
@@ -111,6 +120,7 @@ impl Default for Settings {
             keepalive_timeout: Duration::from_secs(75),
             http2_keepalive_interval: Duration::ZERO,
             http2_keepalive_timeout: Duration::from_secs(20),
+            send_timeout: Duration::from_secs(30),
             tcp_keepalive: Some(Duration::from_secs(30)),
             raise_nofile_limit: true,
         }

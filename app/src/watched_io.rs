@@ -219,6 +219,18 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
     }
 }
 
+impl<I> WatchedIo<I> {
+    /// Count a write: bytes taken, or the socket full.
+    #[inline]
+    fn count_write(&self, result: &Poll<io::Result<usize>>) {
+        match result {
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.on_write(),
+            Poll::Pending => self.activity.set_write_blocked(true),
+            _ => {}
+        }
+    }
+}
+
 impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -227,9 +239,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.on_io();
-        }
+        this.count_write(&result);
         result
     }
 
@@ -240,9 +250,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.on_io();
-        }
+        this.count_write(&result);
         result
     }
 
@@ -250,8 +258,15 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
         self.io.is_write_vectored()
     }
 
+    /// hyper flushes once its own buffer is written: nothing of a
+    /// response is left on this side then.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.io).poll_flush(cx);
+        if matches!(result, Poll::Ready(Ok(()))) {
+            this.activity.set_write_blocked(false);
+        }
+        result
     }
 
     /// Shut down the write side, then linger (see the module docs) if the
