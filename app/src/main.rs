@@ -23,6 +23,14 @@ use crate::cli::Cli;
 use crate::routes::{App, Identity};
 use crate::version::VERSION;
 
+/// jemalloc, with a background thread and a one-second decay
+/// (.cargo/config.toml), gives the memory of a burst of connections back to
+/// the operating system within seconds; glibc's malloc keeps most of it
+/// (measured in docs/bench.md). The library leaves the choice to the
+/// service.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init();
