@@ -90,7 +90,11 @@ where
         let in_flight = self.activity.request(http1 && !req.body().is_end_stream());
         // HTTP/1 only: Host is an HTTP/1.1 rule (HTTP/2 carries
         // :authority, RFC 9113 §8.3.1), and so are the headers below.
-        let head = if http1 { Head::of(&req) } else { Head::default() };
+        let head = if http1 {
+            Head::of(&req)
+        } else {
+            Head::default()
+        };
         // Announced once per connection: clients keep the value for the
         // connection (RFC 2068 §19.7.1.1 gives it per connection).
         let keep_alive = http1 && head.persistent(version) && !self.activity.keep_alive_announced();
@@ -222,9 +226,7 @@ where
                     .headers
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             } else if *this.keep_alive && !has_token(&parts.headers, "close") {
-                parts
-                    .headers
-                    .insert(KEEP_ALIVE, shared.keep_alive.clone());
+                parts.headers.insert(KEEP_ALIVE, shared.keep_alive.clone());
             }
         }
         Poll::Ready(Ok(Response::from_parts(
