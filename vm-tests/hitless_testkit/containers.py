@@ -43,7 +43,16 @@ from .scenarios.backlog import backlog_cap_effect
 from .scenarios.records import NegativeControlResult, Record, UnitsResult
 
 JOURNAL_UNITS = (sc.SOCKET, sc.CONTROLLER, *sc.SLOTS)
-NEGATIVE_CONTROLS = ("control-broken-drain", "control-stop-then-start", "control-start-limit")
+NEGATIVE_CONTROLS = (
+    "control-broken-drain",
+    "control-stop-then-start",
+    "control-start-limit",
+    "control-no-probation",
+    "control-no-ready-check",
+    "control-unpinned",
+    "control-stop-skips-slots",
+    "control-two-slots",
+)
 TESTS = ("units", *sc.ALL, "clients", "backlog", *NEGATIVE_CONTROLS)
 STOP_THEN_START = """#!/bin/sh
 # An upgrade that is not an overlap: stop the serving slot, then start the other.
@@ -52,8 +61,12 @@ for live in blue green; do
 done
 new=blue; [ "$live" = blue ] && new=green
 systemctl stop hitless@$live.service
+pin=/var/lib/hitless-slots/$new
+mkdir -p $pin && cp /usr/bin/hitless $pin/.new && chmod 0755 $pin/.new && mv -f $pin/.new $pin/hitless
 systemctl start hitless@$new.service
 """
+NO_PROBATION = "[Service]\nEnvironment=HITLESS_PROBATION_SEC=0\n"
+"""A controller drop-in that turns the probation window off."""
 
 
 class Runner:
@@ -92,7 +105,8 @@ class Runner:
             t0 = time.monotonic()
             rc, out = m.execute(f"systemctl reload {sc.CONTROLLER} 2>&1")
             took = time.monotonic() - t0
-            _, said = m.execute(f"journalctl --sync; journalctl -u {sc.CONTROLLER} -n 1 -o cat")
+            # hitless-slots' own last line: what the flip did.
+            _, said = m.execute(f"journalctl --sync; journalctl -u {sc.CONTROLLER} -t hitless-slots -n 1 -o cat")
             return sc.Attempt(ok=rc == 0, seconds=took, output=(out + said).strip())
 
         def upgrade(version: str) -> None:
@@ -168,6 +182,8 @@ class Runner:
 
     def test_units(self, m: Machine) -> None:
         with subtest("unit files: systemd-analyze security and verify"):
+            # Started once, so that the slot's pinned binary exists for verify.
+            sc.served(self.env(m))
             self.results["units-slot"] = self.security(m, "hitless@.service", self.args.max_exposure)
             self.results["units-controller"] = self.security(m, sc.CONTROLLER, sc.CONTROLLER_MAX_EXPOSURE)
             files = " ".join(f"{UNIT_DIR}/{u}" for u in UNIT_FILES)
@@ -283,6 +299,7 @@ class Runner:
         scenario must see hitless.socket fail. Then the documented recovery
         (a good binary, `systemctl start hitless.socket`) must work."""
         with subtest("negative control: with the default start limit a crash loop fails the socket"):
+            self.drop_in(m, sc.CONTROLLER, NO_PROBATION)
             self.drop_in(m, "hitless@.service", "[Unit]\nStartLimitIntervalSec=10s\nStartLimitBurst=5\n")
             self.control(
                 "control-start-limit", m, sc.crash_loop_survives, "the default start limit", "was not always active"
@@ -297,6 +314,45 @@ class Runner:
             if info.version != self.versions[0]:
                 raise sc.ScenarioFailed(f"after the recovery {info.version} serves")
             log(f"recovered: {info.version} serves again")
+
+    def crash_loop(self, m: Machine) -> None:
+        """A crash loop that the probation window did not catch (a build
+        that crashes only later): here the window is turned off."""
+        self.drop_in(m, sc.CONTROLLER, NO_PROBATION)
+        sc.crash_loop_survives(self.env(m))
+
+    def control_no_probation(self, m: Machine) -> None:
+        with subtest("negative control: without the probation window a build that crashes after READY=1 takes over"):
+            self.drop_in(m, sc.CONTROLLER, NO_PROBATION)
+            self.control("control-no-probation", m, sc.ALL["bad-build-crashes"], "no probation", "reported success")
+
+    def control_no_ready_check(self, m: Machine) -> None:
+        with subtest("negative control: without the ready check a build that answers 500 takes over"):
+            self.drop_in(
+                m,
+                "hitless@.service",
+                "[Service]\nExecStart=\nExecStart=/var/lib/hitless-slots/%i/hitless --no-ready-check\n",
+            )
+            self.control(
+                "control-no-ready-check", m, sc.ALL["bad-build-answers-500"], "no ready check", "reported success"
+            )
+
+    def control_unpinned(self, m: Machine) -> None:
+        with subtest("negative control: a slot that runs the binary on disk comes back broken after SIGKILL"):
+            self.drop_in(m, "hitless@.service", "[Service]\nExecStart=\nExecStart=/usr/bin/hitless\n")
+            self.control("control-unpinned", m, sc.pinned_after_failed_upgrade, "unpinned slots", "did not come back")
+
+    def control_stop_skips_slots(self, m: Machine) -> None:
+        with subtest("negative control: slots stopped by ExecStop= stay up when a stop interrupts a reload"):
+            self.drop_in(m, sc.CONTROLLER, f"[Service]\nExecStopPost=\nExecStop={sc.SLOTS_HELPER} stop\n")
+            self.control(
+                "control-stop-skips-slots", m, sc.verbs_mid_flip, "ExecStop= instead of ExecStopPost=", "after a stop"
+            )
+
+    def control_two_slots(self, m: Machine) -> None:
+        with subtest("negative control: with two slots the second upgrade waits for the first one's drain"):
+            self.drop_in(m, sc.CONTROLLER, '[Service]\nEnvironment="HITLESS_SLOTS=blue green"\n')
+            self.control("control-two-slots", m, sc.reloads_behind_long_request, "two slots", "waited for its drain")
 
     def test_clients(self, m: Machine) -> None:
         """Real client libraries through upgrades (container only: the
@@ -323,6 +379,12 @@ class Runner:
             "control-broken-drain": self.control_broken_drain,
             "control-stop-then-start": self.control_stop_then_start,
             "control-start-limit": self.control_start_limit,
+            "crash-loop": self.crash_loop,
+            "control-no-probation": self.control_no_probation,
+            "control-no-ready-check": self.control_no_ready_check,
+            "control-unpinned": self.control_unpinned,
+            "control-stop-skips-slots": self.control_stop_skips_slots,
+            "control-two-slots": self.control_two_slots,
         }
         for name in a.only or TESTS:
             self.in_container(name, bodies[name])
