@@ -106,7 +106,7 @@ rustPlatform.buildRustPackage {
   # module's units get the system's systemd on PATH), this package's systemd
   # is the fallback. systemd is not available for static builds (its meta
   # excludes them); there the helper relies on the unit's PATH alone. It also
-  # needs flock (util-linux) and coreutils (cp, mv, sort, tail, sleep).
+  # needs flock (util-linux) and coreutils (cp, mv, sort, tail, sleep, timeout).
   + ''
     wrapProgram $out/libexec/hitless/hitless-slots --suffix PATH : ${
       lib.makeBinPath ([ coreutils util-linux ] ++ lib.optional (lib.meta.availableOn stdenv.hostPlatform systemd) systemd)
