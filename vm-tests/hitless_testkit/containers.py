@@ -1,6 +1,6 @@
 """Run the hitless scenarios in Debian containers with systemd as PID 1:
 every test on Debian 12 (systemd 252), the slots' scenarios (SLOT_TESTS)
-also on Debian 13 (systemd 257) and Debian 11 (systemd 247).
+also on Debian 13 (systemd 257).
 
 Normally started by vm-tests/run-container-tests, which builds what this
 needs first. Each test gets a fresh ephemeral container, into which the unit
@@ -77,7 +77,7 @@ done
 new=blue; [ "$live" = blue ] && new=green
 systemctl stop hitless@$live.service
 pin=/var/lib/hitless-slots/$new
-mkdir -p $pin && cp /usr/bin/hitless $pin/.new && chmod 0755 $pin/.new && mv -f $pin/.new $pin/hitless
+mkdir -p -m 0755 $pin && cp /usr/bin/hitless $pin/.new && chmod 0755 $pin/.new && mv -f $pin/.new $pin/hitless
 systemctl start hitless@$new.service
 """
 NO_PROBATION = "[Service]\nEnvironment=HITLESS_PROBATION_SEC=0\n"

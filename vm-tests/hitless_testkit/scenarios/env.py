@@ -102,6 +102,9 @@ class Env:
     a second after its start, again and again). Each value is a name
     `attempt` accepts."""
     slots_status: str = f"{SLOTS_HELPER} status"
+    probation_s: float = 3.0
+    """The platform's probation window (HITLESS_PROBATION_SEC): a reload
+    returns no sooner, whatever the old version still holds."""
     """The command that shows which slot and version serve."""
     versions: Sequence[str] = ("1.0.0", "2.0.0")
     url: str = "http://127.0.0.1:8080"

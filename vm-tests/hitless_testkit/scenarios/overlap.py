@@ -18,7 +18,6 @@ from .env import (
 from .probe import Probe, Stopped, latency_bound_ms, steady_p99_ms
 from .records import OverlapResult, mode_numbers
 
-
 SLOW_MS = 8000
 """Long enough to outlast an upgrade: the new slot's start plus its
 probation window (hitless-slots: 3 s), with seconds to spare."""
