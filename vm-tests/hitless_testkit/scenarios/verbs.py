@@ -88,6 +88,8 @@ def verbs_mid_flip(env: Env, slow_ms: int = 4000) -> StopDuringReloadResult:
     probation: the stop ends with every slot and the controller inactive
     (not failed), and the reload fails. `restart` while a reload is in its
     probation: one slot serves the binary on disk, the controller active.
+    A second `reload` during a reload's probation: systemd merges it into
+    the running job, which runs again: two flips, both reloads succeed.
     `reload` while a stop drains a request: refused, the stop completes
     (every slot and the controller inactive, the request answered; the
     stop's client may print "Job canceled", see below); a
@@ -127,6 +129,24 @@ def verbs_mid_flip(env: Env, slow_ms: int = 4000) -> StopDuringReloadResult:
                 f"after a restart during a reload: restart ok={restart.ok} ({restart.output}), slots running {busy}, "
                 f"{CONTROLLER} {ctl}, {now} serves (on disk: {cur})"
             )
+
+        # A second reload while a reload is in its probation: systemd merges
+        # it into the running job and runs that once more: two flips, both
+        # clients told of the second.
+        history = "/var/lib/hitless-slots/history"
+        flips_before = len([ln for ln in s.succeed(f"cat {history}").splitlines() if " flip: " in ln])
+        running = _reload_in_probation(env, cur)
+        again = _timed(env, f"systemctl reload {CONTROLLER}")
+        merged = running.join()
+        flips = [ln for ln in s.succeed(f"cat {history}").splitlines() if " flip: " in ln][flips_before:]
+        live = live_slot(env).unit
+        env.log(
+            f"a reload during a reload: ok={merged.ok} and ok={again.ok} after {again.seconds:.2f}s; flips: {flips}"
+        )
+        if not (merged.ok and again.ok) or len(flips) != 2 or not all("serving" in f for f in flips):
+            raise ScenarioFailed(f"a reload during a reload: ok={merged.ok}/{again.ok}, flips since: {flips}")
+        if f"flip: {live} serving" not in flips[-1]:
+            raise ScenarioFailed(f"after two merged reloads {live} serves, not the second flip's slot: {flips}")
 
         s.succeed(
             "systemctl reset-failed hitless-verbs-slow 2>/dev/null || :",
@@ -178,7 +198,8 @@ def verbs_mid_flip(env: Env, slow_ms: int = 4000) -> StopDuringReloadResult:
         )
         env.log(
             f"verbs mid-flip: stop during a reload {stop.seconds:.2f}s, every slot and {CONTROLLER} inactive; "
-            f"restart during a reload {restart.seconds:.2f}s, one slot serving {cur}; reload during a stop refused "
+            f"restart during a reload {restart.seconds:.2f}s, one slot serving {cur}; a reload during a reload "
+            f"returned after {again.seconds:.2f}s with a second flip; reload during a stop refused "
             f"({refused.output!r}), the stop completed in {stopped.seconds:.2f}s with its request answered; "
             f"reload of the stopped service refused ({inactive.output!r})"
         )
