@@ -48,7 +48,16 @@ def pinned_after_failed_upgrade(env: Env, comeback_s: float = 15.0) -> PinnedRes
             probe.wait_ok({m: st.ok(m) for m in probe.modes} if st else None, fail_fast=False)
             time.sleep(env.hold)
             env.upgrade_to(good)
-            probe.wait_seen([before.version, good])
+            # Not wait_seen: requests the killed process held may have
+            # failed, and it would stop at the first failure.
+            deadline = time.monotonic() + 60
+            while True:
+                st = probe.status()
+                if st and all(m in st.modes and st.modes[m].versions[-1:] == [good] for m in probe.modes):
+                    break
+                if time.monotonic() > deadline:
+                    raise ScenarioFailed(f"the probe never saw {good} in every mode: {st}")
+                time.sleep(0.1)
         finally:
             stopped = probe.stop()
         report = stopped.report
