@@ -2,7 +2,7 @@
 #
 # The units come from the package (systemd.packages), exactly as every other
 # package installs them: hitless.socket, the slot template hitless@.service
-# (instances hitless@blue and hitless@green) and hitless.service, which
+# (instances hitless@blue, hitless@green and hitless@red) and hitless.service, which
 # starts, flips and stops the slots. This module only adds drop-ins for what
 # its options change, and tells switch-to-configuration how to treat each
 # unit. See nixos/lib/systemd-lib.nix (generateUnits): a unit that a package
@@ -35,14 +35,14 @@ let
   slotStartTimeout = 15;
   slotStopTimeout = cfg.drainTimeout + 10;
   # hitless.service's TimeoutStartSec= bounds its ExecStart= and its
-  # ExecReload= (the flip): starting the idle slot may first wait for that
-  # slot's previous drain (one flip soon after another), then for its start.
-  # Its TimeoutStopSec= bounds ExecStop=, which waits for the slots' drains
+  # ExecReload= (the flip): starting an idle slot may first wait for a drain
+  # (when every other slot still drains), then for its start and probation.
+  # Its TimeoutStopSec= bounds ExecStopPost=, which waits for the slots' drains
   # (run in parallel). Both leave a margin for the helper's own systemctl
   # calls; with the default drainTimeout they are the unit file's 60 s and
   # 45 s.
   margin = 15;
-  controllerStartTimeout = slotStopTimeout + slotStartTimeout + margin;
+  controllerStartTimeout = slotStopTimeout + slotStartTimeout + cfg.probation + margin;
   controllerStopTimeout = slotStopTimeout + margin;
 in
 {
@@ -56,11 +56,15 @@ in
       description = ''
         The hitless package. Its `lib/systemd/system` holds the units that
         are used. Switching to a configuration with another package reloads
-        `hitless.service`: the idle slot (`hitless@blue` or `hitless@green`)
-        is started from the new package, and once it has sent `READY=1` the
-        old slot drains and exits. Nothing is restarted and `hitless.socket`
-        keeps listening, so no client is refused. If the new version does not
-        become ready, the old slot keeps serving and the switch fails.
+        `hitless.service`: an idle slot (`hitless@blue`, `hitless@green` or
+        `hitless@red`) is started from a copy of the new package's binary
+        (in `/var/lib/hitless-slots`, so that a crashed slot restarts as the
+        build it was started with), and once it has sent `READY=1` and stayed
+        up for {option}`services.hitless.probation`, the old slot drains and
+        exits. Nothing is restarted and `hitless.socket` keeps listening, so
+        no client is refused. If the new version does not become ready, or
+        fails within the probation, the old slot keeps serving and the switch
+        fails.
       '';
     };
 
@@ -113,6 +117,19 @@ in
       '';
     };
 
+    probation = lib.mkOption {
+      type = lib.types.ints.unsigned;
+      default = 3;
+      example = 10;
+      description = ''
+        Seconds a new slot must stay up, the same process, after `READY=1`
+        before the old slot is stopped (`HITLESS_PROBATION_SEC` of
+        `hitless.service`). A new version that exits or crashes within it is
+        stopped and the old one keeps serving. Both serve meanwhile, so a
+        switch takes at least this long. 0 turns it off.
+      '';
+    };
+
     openFirewall = lib.mkOption {
       type = lib.types.bool;
       default = false;
@@ -144,9 +161,11 @@ in
       serviceConfig = {
         ExecStart = [
           ""
-          (utils.escapeSystemdExecArgs (
+          # The slot's pinned copy of the package's binary (hitless-slots
+          # makes it before each start); %i is the slot, so it stays
+          # outside the escaping, which would double the %.
+          ("/var/lib/hitless-slots/%i/hitless " + utils.escapeSystemdExecArgs (
             [
-              (lib.getExe cfg.package)
               "--drain-timeout"
               "${toString cfg.drainTimeout}s"
             ]
@@ -179,6 +198,8 @@ in
       # hitless.service in one step instead of stopping it together with
       # hitless.socket (NixOS' default for a socket-activated service).
       stopIfChanged = false;
+
+      environment.HITLESS_PROBATION_SEC = toString cfg.probation;
 
       serviceConfig = {
         TimeoutStartSec = "${toString controllerStartTimeout}s";

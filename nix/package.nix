@@ -6,10 +6,12 @@
 { lib
 , stdenv
 , rustPlatform
+, coreutils
 , curl
 , makeWrapper
 , procps
 , systemd
+, util-linux
   # Build the same source but report another version (`hitless --version`,
   # the x-hitless-version header, /version). The upgrade tests switch from
   # the default build to one made with "2.0.0". The service reads the
@@ -64,10 +66,12 @@ rustPlatform.buildRustPackage {
   nativeBuildInputs = [ makeWrapper ];
 
   # The units and their helper are the ones every package installs
-  # (../units); only paths differ: the binary's, the helper's and the
-  # README's (Documentation=). The NixOS module replaces the slots' ExecStart=
-  # in a drop-in to add its options, so it relies on the unit starting the
-  # binary with no arguments: fail here, loudly, the day that changes.
+  # (../units); only paths differ: the binary's (HITLESS_BINARY, which
+  # hitless-slots copies to each slot's own place before starting it), the
+  # helper's and the README's (Documentation=). The NixOS module replaces
+  # the slots' ExecStart= in a drop-in to add its options, so it relies on
+  # the unit starting the slot's pinned copy with no arguments: fail here,
+  # loudly, the day that changes.
   postInstall = ''
     units=$out/lib/systemd/system
     # The directory as a whole: "@" may not appear in a store path's name.
@@ -78,12 +82,16 @@ rustPlatform.buildRustPackage {
     install -Dm644 ${../README.md} $out/share/doc/hitless/README.md
     for unit in $units/*; do
       substituteInPlace "$unit" \
-        --replace-quiet "ExecStart=/usr/bin/hitless" "ExecStart=$out/bin/hitless" \
+        --replace-quiet "HITLESS_BINARY=/usr/bin/hitless" "HITLESS_BINARY=$out/bin/hitless" \
         --replace-quiet "/usr/libexec/hitless/" "$out/libexec/hitless/" \
         --replace-fail "file:/usr/share/doc/hitless/" "file:$out/share/doc/hitless/"
     done
-    if ! grep -qx "ExecStart=$out/bin/hitless" "$units/hitless@.service"; then
-      echo "units/hitless@.service: ExecStart= is not the bare binary any more;" >&2
+    if ! grep -qx "Environment=HITLESS_BINARY=$out/bin/hitless" "$units/hitless.service"; then
+      echo "units/hitless.service: HITLESS_BINARY is not /usr/bin/hitless any more" >&2
+      exit 1
+    fi
+    if ! grep -qx "ExecStart=/var/lib/hitless-slots/%i/hitless" "$units/hitless@.service"; then
+      echo "units/hitless@.service: ExecStart= is not the bare pinned binary any more;" >&2
       echo "update nix/module.nix, which rewrites that line." >&2
       exit 1
     fi
@@ -97,9 +105,12 @@ rustPlatform.buildRustPackage {
   # the systemd that runs it: the unit's PATH comes first (on NixOS the
   # module's units get the system's systemd on PATH), this package's systemd
   # is the fallback. systemd is not available for static builds (its meta
-  # excludes them); there the helper relies on the unit's PATH alone.
-  + lib.optionalString (lib.meta.availableOn stdenv.hostPlatform systemd) ''
-    wrapProgram $out/libexec/hitless/hitless-slots --suffix PATH : ${lib.makeBinPath [ systemd ]}
+  # excludes them); there the helper relies on the unit's PATH alone. It also
+  # needs flock (util-linux) and coreutils (cp, mv, sort, tail, sleep, timeout).
+  + ''
+    wrapProgram $out/libexec/hitless/hitless-slots --suffix PATH : ${
+      lib.makeBinPath ([ coreutils util-linux ] ++ lib.optional (lib.meta.availableOn stdenv.hostPlatform systemd) systemd)
+    }
   '';
 
   doInstallCheck = stdenv.buildPlatform.canExecute stdenv.hostPlatform;

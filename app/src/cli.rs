@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use hitless::{ListenAddr, Settings};
+use hyper::http::uri::PathAndQuery;
+
+use crate::fault::Fault;
 
 use crate::version::VERSION;
 
@@ -15,7 +18,8 @@ use crate::version::VERSION;
     about = "HTTP service that takes its listening socket from systemd and drains on SIGTERM",
     after_help = "Exit codes: 0 clean exit after drain, 1 runtime error, 2 usage error, \
                   3 bad socket-activation environment, 4 cannot bind a --listen address, \
-                  5 drain cut short (deadline passed, or a second signal) with connections open."
+                  5 drain cut short (deadline passed, or a second signal) with connections open, \
+                  6 not ready: the ready check got a 5xx or no answer in time (nothing was served)."
 )]
 pub struct Cli {
     /// Address to bind when NOT socket-activated: HOST:PORT or unix:/PATH.
@@ -92,6 +96,37 @@ pub struct Cli {
     /// it; systemd removes its directory when hitless.service stops).
     #[arg(long, value_name = "PATH", default_value = hitless::DEREGISTRATION_FLAG)]
     pub deregistration_flag: PathBuf,
+
+    /// Before accepting anything and before telling systemd READY=1, send
+    /// GET PATH through the service itself (in memory); a 5xx or no answer
+    /// within --ready-check-timeout ends the process with exit code 6, so
+    /// an upgrade to a build that cannot serve leaves the old one serving.
+    #[arg(long, value_name = "PATH", default_value = "/healthz", value_parser = parse_path)]
+    pub ready_check: PathAndQuery,
+
+    /// Skip the ready check.
+    #[arg(long, conflicts_with = "ready_check")]
+    pub no_ready_check: bool,
+
+    /// How long the ready check may take (keep it below the unit's
+    /// TimeoutStartSec=). Must be above zero.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
+    pub ready_check_timeout: Duration,
+
+    /// A fault to simulate, for the upgrade tests' broken builds only (see
+    /// docs/container-tests.md): `answer-500` (every response is a 500,
+    /// the ready check's too) or `crash-after=DURATION` (abort that long
+    /// after start). Hidden from --help.
+    #[arg(long, value_name = "FAULT", hide = true)]
+    pub simulate_fault: Option<Fault>,
+}
+
+/// A path (and query) in origin form, as the ready check sends it.
+fn parse_path(s: &str) -> Result<PathAndQuery, String> {
+    match s.parse::<PathAndQuery>() {
+        Ok(p) if s.starts_with('/') => Ok(p),
+        _ => Err("must be a path starting with / (example: /healthz)".to_owned()),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -126,6 +161,8 @@ impl Cli {
             send_timeout: self.send_timeout,
             tcp_keepalive: Some(self.tcp_keepalive).filter(|d| !d.is_zero()),
             raise_nofile_limit: !self.keep_nofile_limit,
+            ready_check: (!self.no_ready_check).then(|| self.ready_check.clone()),
+            ready_check_timeout: self.ready_check_timeout,
         }
     }
 }
@@ -166,6 +203,23 @@ mod tests {
     }
 
     #[test]
+    fn ready_check_flags_reach_the_settings() {
+        let cli = Cli::try_parse_from([
+            "hitless",
+            "--ready-check",
+            "/ready?deep=1",
+            "--ready-check-timeout",
+            "2s",
+        ])
+        .unwrap();
+        let s = cli.settings();
+        assert_eq!(s.ready_check.unwrap().as_str(), "/ready?deep=1");
+        assert_eq!(s.ready_check_timeout, Duration::from_secs(2));
+        let off = Cli::try_parse_from(["hitless", "--no-ready-check"]).unwrap();
+        assert_eq!(off.settings().ready_check, None);
+    }
+
+    #[test]
     fn listen_flags_replace_the_fallback() {
         let cli = Cli::try_parse_from([
             "hitless",
@@ -197,6 +251,9 @@ mod tests {
                 "{flag} 0s accepted"
             );
         }
+        assert!(Cli::try_parse_from(["hitless", "--ready-check", "healthz"]).is_err());
+        assert!(Cli::try_parse_from(["hitless", "--ready-check-timeout", "0s"]).is_err());
+        assert!(Cli::try_parse_from(["hitless", "--simulate-fault", "sometimes"]).is_err());
         // 0s turns the PINGs off: allowed.
         assert!(Cli::try_parse_from(["hitless", "--http2-keepalive-interval", "0s"]).is_ok());
     }

@@ -8,6 +8,7 @@ use thiserror::Error;
 
 use crate::activation::ActivationError;
 use crate::listen_addr::ListenAddr;
+use crate::ready_check::ReadyCheckFailure;
 use crate::signals::StopSignal;
 
 /// Why serving failed or ended badly.
@@ -53,6 +54,16 @@ pub enum Error {
         /// Connections open at that moment.
         open: usize,
     },
+    /// The check before `READY=1`
+    /// ([`Settings::ready_check`](crate::Settings::ready_check)) failed:
+    /// nothing was accepted and systemd was not told `READY=1`. Exit code 6.
+    #[error("not ready: the ready check GET {path} {cause}; exiting without READY=1")]
+    NotReady {
+        /// The path and query that was asked for.
+        path: String,
+        /// What went wrong.
+        cause: ReadyCheckFailure,
+    },
 }
 
 /// What cut a drain short.
@@ -79,13 +90,14 @@ impl Error {
     }
 
     /// The process exit code for this error: 1 runtime, 3 activation
-    /// environment, 4 bind, 5 drain cut.
+    /// environment, 4 bind, 5 drain cut, 6 not ready.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Runtime { .. } => 1,
             Error::Activation(_) => 3,
             Error::Bind { .. } | Error::NoListeners => 4,
             Error::DrainCut { .. } => 5,
+            Error::NotReady { .. } => 6,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! readiness and the drain is the library's.
 
 mod cli;
+mod fault;
 mod logging;
 mod routes;
 mod version;
@@ -56,10 +57,16 @@ fn run(cli: Cli) -> Result<(), hitless::Error> {
         socket_activated: server.socket_activated(),
         listeners: server.listeners().iter().map(Into::into).collect(),
     };
-    let app = Arc::new(App::new(&identity).map_err(|e| hitless::Error::Runtime {
-        context: "cannot encode /version",
-        source: e.into(),
-    })?);
+    if let Some(fault) = cli.simulate_fault {
+        fault.arm();
+    }
+    let answer_500 = cli.simulate_fault == Some(fault::Fault::Answer500);
+    let app = Arc::new(
+        App::new(&identity, answer_500).map_err(|e| hitless::Error::Runtime {
+            context: "cannot encode /version",
+            source: e.into(),
+        })?,
+    );
     // /healthz says 404 while the host leaves its balancer's pool.
     let health = PoolHealth::new(routes::HEALTH_PATH, cli.deregistration_flag);
     let service = health.wrap(service_fn(move |req| routes::handle(req, app.clone())));

@@ -63,10 +63,12 @@ impl From<&hitless::Listener> for ListenerInfo {
 pub struct App {
     greeting: Bytes,
     identity_json: Bytes,
+    /// `--simulate-fault answer-500`: every response is a 500.
+    answer_500: bool,
 }
 
 impl App {
-    pub fn new(identity: &Identity) -> Result<App, serde_json::Error> {
+    pub fn new(identity: &Identity, answer_500: bool) -> Result<App, serde_json::Error> {
         let mut json = serde_json::to_vec_pretty(identity)?;
         json.push(b'\n');
         Ok(App {
@@ -75,6 +77,7 @@ impl App {
                 identity.version, identity.pid
             )),
             identity_json: Bytes::from(json),
+            answer_500,
         })
     }
 }
@@ -97,6 +100,9 @@ pub async fn versioned<B, E>(
 }
 
 async fn route(req: &Request<Incoming>, app: &App) -> Resp {
+    if app.answer_500 {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "simulated fault\n");
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
         resp.headers_mut()

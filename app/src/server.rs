@@ -32,6 +32,7 @@ use crate::error::{DrainCut, Error};
 use crate::listener::{Listener, Origin, Socket};
 use crate::nofile;
 use crate::notify;
+use crate::ready_check;
 use crate::settings::Settings;
 use crate::signals::StopSignals;
 
@@ -149,6 +150,10 @@ impl Server {
     /// on every listener until SIGTERM or SIGINT, then drain; `Ok` means
     /// every connection finished within the drain.
     ///
+    /// First, with [`Settings::ready_check`] (the default), the service
+    /// must answer `GET /healthz` (or the path given) without a server
+    /// error, before anything is accepted or notified.
+    ///
     /// `service` is shared by all connections (hyper calls it through
     /// `&self`). It needs no drain logic: while draining, the server adds
     /// `Connection: close` to HTTP/1 responses (RFC 9112 §9.6) and sends
@@ -173,7 +178,7 @@ impl Server {
     /// [`Server::from_env`].
     ///
     /// # Errors
-    /// [`Error::DrainCut`] when [`Settings::drain_timeout`] passed or a
+    /// [`Error::NotReady`] when the ready check fails; [`Error::DrainCut`] when [`Settings::drain_timeout`] passed or a
     /// second signal came with connections still open (they are closed when
     /// the runtime is dropped); [`Error::Runtime`] when a signal handler
     /// cannot be installed or a socket cannot be registered with tokio.
@@ -202,6 +207,17 @@ impl Server {
         let http = Arc::new(Http::new(service, &settings, drain.clone()));
         let connections = TaskTracker::new();
         let acceptors = TaskTracker::new();
+        // Before the first accept() and before READY=1: a build that cannot
+        // answer leaves the socket's queue to the process already serving.
+        if let Some(path) = &settings.ready_check {
+            let status = ready_check::run(&http, path, settings.ready_check_timeout)
+                .await
+                .map_err(|cause| Error::NotReady {
+                    path: path.to_string(),
+                    cause,
+                })?;
+            info!("ready check: GET {path} answered {status}");
+        }
 
         let status = format!(
             "Serving on {}",

@@ -3,6 +3,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use hyper::http::uri::PathAndQuery;
+
 use crate::listen_addr::ListenAddr;
 
 /// Settings for [`Server::from_env`](crate::Server::from_env).
@@ -105,6 +107,26 @@ pub struct Settings {
     ///
     /// [`Server::from_env`]: crate::Server::from_env
     pub raise_nofile_limit: bool,
+    /// The check before `READY=1`: [`Server::serve`] first sends
+    /// `GET <path>` (with `Host: localhost` and `User-Agent:
+    /// hitless-ready-check`) through the service itself, over an in-memory
+    /// connection served like any accepted one, before it accepts on a
+    /// listener or notifies systemd. A server error (5xx, RFC 9110 §15.6),
+    /// no response head within
+    /// [`ready_check_timeout`](Settings::ready_check_timeout), or a failed
+    /// exchange ends serving with [`Error::NotReady`] (exit code 6) and no
+    /// `READY=1`; under systemd the start job fails, so an upgrade to such
+    /// a build leaves the old version serving. Any other status counts as
+    /// ready (a service without the path answers 404). `None`: no check.
+    /// Default: `/healthz`.
+    ///
+    /// [`Server::serve`]: crate::Server::serve
+    /// [`Error::NotReady`]: crate::Error::NotReady
+    pub ready_check: Option<PathAndQuery>,
+    /// How long the check may take, up to the response head; keep it well
+    /// below the unit's `TimeoutStartSec=` (systemd.service(5)). Default:
+    /// 5 s.
+    pub ready_check_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -123,6 +145,8 @@ impl Default for Settings {
             send_timeout: Duration::from_secs(30),
             tcp_keepalive: Some(Duration::from_secs(30)),
             raise_nofile_limit: true,
+            ready_check: Some(PathAndQuery::from_static("/healthz")),
+            ready_check_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -1,4 +1,6 @@
-"""Run the hitless scenarios in Debian 12 containers with systemd as PID 1.
+"""Run the hitless scenarios in Debian containers with systemd as PID 1:
+every test on Debian 12 (systemd 252), the slots' scenarios (SLOT_TESTS)
+also on Debian 13 (systemd 257).
 
 Normally started by vm-tests/run-container-tests, which builds what this
 needs first. Each test gets a fresh ephemeral container, into which the unit
@@ -40,11 +42,31 @@ from .nspawn import Machine, preflight, subtest
 from .outcomes import Outcomes
 from .rootfs import ensure_rootfs
 from .scenarios.backlog import backlog_cap_effect
+from .scenarios.overlap import SLOW_MS
 from .scenarios.records import NegativeControlResult, Record, UnitsResult
 
 JOURNAL_UNITS = (sc.SOCKET, sc.CONTROLLER, *sc.SLOTS)
-NEGATIVE_CONTROLS = ("control-broken-drain", "control-stop-then-start", "control-start-limit")
+NEGATIVE_CONTROLS = (
+    "control-broken-drain",
+    "control-stop-then-start",
+    "control-start-limit",
+    "control-no-probation",
+    "control-no-ready-check",
+    "control-unpinned",
+    "control-stop-skips-slots",
+    "control-two-slots",
+)
 TESTS = ("units", *sc.ALL, "clients", "backlog", *NEGATIVE_CONTROLS)
+SUITES = {"bookworm": "Debian 12, systemd 252", "trixie": "Debian 13, systemd 257"}
+"""The Debian releases the tests can boot; every test runs on the first one
+given (--suite), the SLOT_TESTS on the others. Not Debian 11 (systemd 247):
+the test binaries are built on Debian 12 and need its glibc (2.34; Debian
+11 has 2.31)."""
+DEFAULT_SUITES = ("bookworm", "trixie")
+SLOT_TESTS = ("bad-build-answers-500", "bad-build-crashes", "pinned", "verbs-mid-flip", "long-drain")
+"""What the other suites run by default: the scenarios of the slots'
+probation, pinned builds, verbs in the middle of a flip, and reloads behind
+a long drain (their negative controls run on the first suite)."""
 STOP_THEN_START = """#!/bin/sh
 # An upgrade that is not an overlap: stop the serving slot, then start the other.
 for live in blue green; do
@@ -52,12 +74,16 @@ for live in blue green; do
 done
 new=blue; [ "$live" = blue ] && new=green
 systemctl stop hitless@$live.service
+pin=/var/lib/hitless-slots/$new
+mkdir -p -m 0755 $pin && cp /usr/bin/hitless $pin/.new && chmod 0755 $pin/.new && mv -f $pin/.new $pin/hitless
 systemctl start hitless@$new.service
 """
+NO_PROBATION = "[Service]\nEnvironment=HITLESS_PROBATION_SEC=0\n"
+"""A controller drop-in that turns the probation window off."""
 
 
 class Runner:
-    def __init__(self, args: argparse.Namespace, rootfs: Path) -> None:
+    def __init__(self, args: argparse.Namespace, rootfs: dict[str, Path]) -> None:
         self.args = args
         self.binaries: dict[str, Path] = {}
         for spec in args.hitless:
@@ -66,7 +92,9 @@ class Runner:
         self.versions = list(self.binaries)
         self.log_dir = Path(args.log_dir) / time.strftime("%Y%m%d-%H%M%S")
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.rootfs = rootfs
+        self.suites = rootfs
+        self.suite = next(iter(rootfs))
+        self.rootfs = rootfs[self.suite]
         self.outcomes = Outcomes("container tests")
         self.results: dict[str, Record] = {}
         self.broken: dict[str, str] = {}
@@ -92,7 +120,8 @@ class Runner:
             t0 = time.monotonic()
             rc, out = m.execute(f"systemctl reload {sc.CONTROLLER} 2>&1")
             took = time.monotonic() - t0
-            _, said = m.execute(f"journalctl --sync; journalctl -u {sc.CONTROLLER} -n 1 -o cat")
+            # hitless-slots' own last line: what the flip did.
+            _, said = m.execute(f"journalctl --sync; journalctl -u {sc.CONTROLLER} -t hitless-slots -n 1 -o cat")
             return sc.Attempt(ok=rc == 0, seconds=took, output=(out + said).strip())
 
         def upgrade(version: str) -> None:
@@ -119,7 +148,9 @@ class Runner:
         journal of the hitless units (and the probes) before tearing down."""
 
         def fn() -> None:
-            with Machine(self.rootfs, log_dir=self.log_dir, name=f"hitless-{name}") as m:
+            first = self.suite == next(iter(self.suites))
+            label = name if first else f"{name}-{self.suite}"
+            with Machine(self.rootfs, log_dir=self.log_dir, name=f"hitless-{label}") as m:
                 try:
                     self.setup(m)
                     body(m)
@@ -133,7 +164,8 @@ class Runner:
                         m.dump_journal(unit, lines=50)
                     raise
 
-        self.outcomes.run(name, fn)
+        first = self.suite == next(iter(self.suites))
+        self.outcomes.run(name if first else f"{name} ({SUITES[self.suite]})", fn)
 
     # --- tests -------------------------------------------------------------
 
@@ -168,9 +200,14 @@ class Runner:
 
     def test_units(self, m: Machine) -> None:
         with subtest("unit files: systemd-analyze security and verify"):
+            # Started once, so that the slot's pinned binary exists for verify.
+            sc.served(self.env(m))
             self.results["units-slot"] = self.security(m, "hitless@.service", self.args.max_exposure)
             self.results["units-controller"] = self.security(m, sc.CONTROLLER, sc.CONTROLLER_MAX_EXPOSURE)
-            files = " ".join(f"{UNIT_DIR}/{u}" for u in UNIT_FILES)
+            # The template as its instance hitless@blue: verify checks that
+            # ExecStart= exists, and a slot's pinned binary exists only once
+            # that slot has started.
+            files = " ".join(f"{UNIT_DIR}/{u}" for u in UNIT_FILES if u != "hitless@.service")
             verify = m.succeed(f"systemd-analyze verify {files} {UNIT_DIR}/hitless@blue.service 2>&1")
             if verify.strip():
                 raise sc.ScenarioFailed(f"systemd-analyze verify is not silent:\n{verify}")
@@ -283,6 +320,7 @@ class Runner:
         scenario must see hitless.socket fail. Then the documented recovery
         (a good binary, `systemctl start hitless.socket`) must work."""
         with subtest("negative control: with the default start limit a crash loop fails the socket"):
+            self.drop_in(m, sc.CONTROLLER, NO_PROBATION)
             self.drop_in(m, "hitless@.service", "[Unit]\nStartLimitIntervalSec=10s\nStartLimitBurst=5\n")
             self.control(
                 "control-start-limit", m, sc.crash_loop_survives, "the default start limit", "was not always active"
@@ -298,6 +336,45 @@ class Runner:
                 raise sc.ScenarioFailed(f"after the recovery {info.version} serves")
             log(f"recovered: {info.version} serves again")
 
+    def crash_loop(self, m: Machine) -> None:
+        """A crash loop that the probation window did not catch (a build
+        that crashes only later): here the window is turned off."""
+        self.drop_in(m, sc.CONTROLLER, NO_PROBATION)
+        sc.crash_loop_survives(self.env(m))
+
+    def control_no_probation(self, m: Machine) -> None:
+        with subtest("negative control: without the probation window a build that crashes after READY=1 takes over"):
+            self.drop_in(m, sc.CONTROLLER, NO_PROBATION)
+            self.control("control-no-probation", m, sc.ALL["bad-build-crashes"], "no probation", "reported success")
+
+    def control_no_ready_check(self, m: Machine) -> None:
+        with subtest("negative control: without the ready check a build that answers 500 takes over"):
+            self.drop_in(
+                m,
+                "hitless@.service",
+                "[Service]\nExecStart=\nExecStart=/var/lib/hitless-slots/%i/hitless --no-ready-check\n",
+            )
+            self.control(
+                "control-no-ready-check", m, sc.ALL["bad-build-answers-500"], "no ready check", "reported success"
+            )
+
+    def control_unpinned(self, m: Machine) -> None:
+        with subtest("negative control: a slot that runs the binary on disk comes back broken after SIGKILL"):
+            self.drop_in(m, "hitless@.service", "[Service]\nExecStart=\nExecStart=/usr/bin/hitless\n")
+            self.control("control-unpinned", m, sc.pinned_after_failed_upgrade, "unpinned slots", "did not come back")
+
+    def control_stop_skips_slots(self, m: Machine) -> None:
+        with subtest("negative control: slots stopped by ExecStop= stay up when a stop interrupts a reload"):
+            self.drop_in(m, sc.CONTROLLER, f"[Service]\nExecStopPost=\nExecStop={sc.SLOTS_HELPER} stop\n")
+            self.control(
+                "control-stop-skips-slots", m, sc.verbs_mid_flip, "ExecStop= instead of ExecStopPost=", "after a stop"
+            )
+
+    def control_two_slots(self, m: Machine) -> None:
+        with subtest("negative control: with two slots the second upgrade waits for the first one's drain"):
+            self.drop_in(m, sc.CONTROLLER, '[Service]\nEnvironment="HITLESS_SLOTS=blue green"\n')
+            self.control("control-two-slots", m, sc.reloads_behind_long_request, "two slots", "waited for its drain")
+
     def test_clients(self, m: Machine) -> None:
         """Real client libraries through upgrades (container only: the
         Debian root file system has them)."""
@@ -310,7 +387,7 @@ class Runner:
         fn(self.env(m))
 
     def main(self) -> int:
-        log(f"root file system: {self.rootfs}; logs: {self.log_dir}")
+        log(f"root file systems: {self.suites}; logs: {self.log_dir}")
         a = self.args
         bodies: dict[str, Callable[[Machine], object]] = {
             "units": self.test_units,
@@ -323,14 +400,24 @@ class Runner:
             "control-broken-drain": self.control_broken_drain,
             "control-stop-then-start": self.control_stop_then_start,
             "control-start-limit": self.control_start_limit,
+            "crash-loop": self.crash_loop,
+            "control-no-probation": self.control_no_probation,
+            "control-no-ready-check": self.control_no_ready_check,
+            "control-unpinned": self.control_unpinned,
+            "control-stop-skips-slots": self.control_stop_skips_slots,
+            "control-two-slots": self.control_two_slots,
         }
-        for name in a.only or TESTS:
-            self.in_container(name, bodies[name])
+        everything: dict[str, Record] = {}
+        for i, (suite, rootfs) in enumerate(self.suites.items()):
+            self.suite, self.rootfs, self.results = suite, rootfs, {}
+            for name in a.only or (TESTS if i == 0 else SLOT_TESTS):
+                self.in_container(name, bodies[name])
+            everything.update({k if i == 0 else f"{k} ({suite})": v for k, v in self.results.items()})
 
         results_path = self.log_dir / "results.json"
-        results_path.write_text(sc.as_json(self.results))
+        results_path.write_text(sc.as_json(everything))
         print(f"\n==== measured (also in {results_path})")
-        print(sc.format_results(self.results))
+        print(sc.format_results(everything))
         return self.outcomes.summary()
 
 
@@ -353,8 +440,20 @@ def parser(wrapper: bool = False) -> argparse.ArgumentParser:
         p.add_argument("--clients", help="vm-tests/clients: the real-client programs (for the clients test)")
         p.add_argument("--go-client", help="the built Go client of vm-tests/clients/go (for the clients test)")
     p.add_argument("--only", action="append", metavar="TEST", choices=TESTS, help="run only these: " + ", ".join(TESTS))
+    p.add_argument(
+        "--suite",
+        action="append",
+        choices=SUITES,
+        help="Debian releases to boot, in order: every test (or --only) on the first, the slots' scenarios "
+        f"({', '.join(SLOT_TESTS)}) or --only on the others (default: {' '.join(DEFAULT_SUITES)})",
+    )
     p.add_argument("--rounds", type=int, default=10, help="upgrades in the upgrade and clients scenarios (default 10)")
-    p.add_argument("--slow-ms", type=int, default=3000, help="duration of the slow requests (default 3000)")
+    p.add_argument(
+        "--slow-ms",
+        type=int,
+        default=SLOW_MS,
+        help="duration of the overlap scenario's slow requests (default %(default)s: longer than an upgrade)",
+    )
     p.add_argument("--concurrency", type=int, default=8, help="probe workers per client mode (default 8)")
     p.add_argument("--rate", type=int, default=300, help="requests/s per client mode (default 300)")
     p.add_argument(
@@ -386,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
             problems.append("not found: " + ", ".join(missing))
         if problems:
             raise CannotRun("; ".join(problems))
-        return Runner(args, ensure_rootfs()).main()
+        rootfs = {suite: ensure_rootfs(suite=suite) for suite in args.suite or DEFAULT_SUITES}
+        return Runner(args, rootfs).main()
     except CannotRun as e:
         die(f"container tests: cannot run: {e}")
         return EXIT_CANNOT_RUN

@@ -26,11 +26,15 @@ BROKEN_BUILDS = {
     "broken-exits": '#!/bin/sh\necho "hitless: this build is broken on purpose" >&2\nexit 1\n',
     # Never says READY=1: the slot's start times out (TimeoutStartSec=).
     "broken-hangs": "#!/bin/sh\nexec sleep 3600\n",
-    # Serves, then crashes (SIGABRT, as abort() does) a second later; and
-    # again each time it is restarted.
-    "broken-crashes": '#!/bin/sh\n( sleep 1; kill -ABRT $$ ) &\nexec {store}/hitless-{version} "$@"\n',
+    # Passes its ready check, says READY=1, serves, then crashes (abort())
+    # a second after its start; and again each time it is restarted.
+    "broken-crashes": '#!/bin/sh\nexec {store}/hitless-{version} --simulate-fault crash-after=1s "$@"\n',
+    # Answers every request with a 500, the ready check's too.
+    "broken-answers-500": '#!/bin/sh\nexec {store}/hitless-{version} --simulate-fault answer-500 "$@"\n',
 }
-"""What Env.broken maps "exits", "hangs" and "crashes" to."""
+"""What Env.broken maps "exits", "hangs", "crashes" and "answers-500" to.
+The last two are a working build run with the hidden --simulate-fault flag
+(app/src/fault.rs)."""
 
 
 def install_units(m: Machine, units_dir: Path, names: Iterable[str]) -> None:

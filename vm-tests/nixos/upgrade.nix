@@ -7,7 +7,8 @@
 # old version while the new one serves; a dead HTTP/2 peer on the old version
 # does not hold up the switch. A specialisation whose hitless exits at once
 # (an unknown flag) must make the switch fail while the old version serves
-# every request. The scenarios are the container tests' own
+# every request; so must one whose hitless crashes a second after READY=1
+# (within the probation), rolled back to the old slot. The scenarios are the container tests' own
 # (hitless_testkit.scenarios); only the way to install a version is NixOS's.
 { pkgs, self }:
 
@@ -30,6 +31,11 @@ pkgs.testers.runNixOSTest {
       specialisation.broken.configuration = {
         services.hitless.extraArgs = [ "--no-such-flag" ];
       };
+      # A release that passes its ready check, says READY=1, serves, and
+      # crashes a second after its start (app/src/fault.rs).
+      specialisation.crashes.configuration = {
+        services.hitless.extraArgs = [ "--simulate-fault" "crash-after=1s" ];
+      };
     };
 
     client = {
@@ -51,6 +57,7 @@ pkgs.testers.runNixOSTest {
         "1.0.0": "${nodes.server.system.build.toplevel}",
         "2.0.0": "${nodes.server.system.build.toplevel}/specialisation/v2",
         "broken": "${nodes.server.system.build.toplevel}/specialisation/broken",
+        "crashes": "${nodes.server.system.build.toplevel}/specialisation/crashes",
     }
 
 
@@ -96,7 +103,7 @@ pkgs.testers.runNixOSTest {
         client=client,
         upgrade=switch_to,
         attempt=attempt,
-        broken={"exits": "broken"},
+        broken={"exits": "broken", "crashes": "crashes"},
         versions=["1.0.0", "2.0.0"],
         url="http://server:8080",
         server_url="http://127.0.0.1:8080",
@@ -109,6 +116,7 @@ pkgs.testers.runNixOSTest {
     sc.upgrade_with_slow_requests(env)
     sc.dead_h2_peer(env)
     sc.bad_build_rejected(env, "exits")
+    sc.bad_build_rejected(env, "crashes")
     sc.admin_verbs(env)
     print(sc.format_results(env.results))
 

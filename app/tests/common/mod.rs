@@ -145,6 +145,15 @@ impl Launch {
         self
     }
 
+    pub fn args<I, A>(mut self, args: I) -> Launch
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<std::ffi::OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Launch {
         self.cmd.env(key, value);
         self

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -184,7 +185,7 @@ def container_flow(r: RpmRun, flavor: str, rootfs: Path, standin_dir: Path, brok
 
             with subtest(f"{flavor}: the package's own %posttrans did the flips, not a restart marker"):
                 journal = m.succeed("journalctl -b --no-pager -o cat")
-                flips = journal.count("hitless-slots: hitless@")
+                flips = len(re.findall(r"hitless-slots: flip: hitless@\S+ serving", journal))
                 need(flips >= r.rounds, f"hitless-slots reported only {flips} flips for {r.rounds} upgrades")
                 if flavor == "el9":
                     hl = m.succeed("cat /run/systemd-update-helper.log")

@@ -15,6 +15,7 @@ KNOWN_WARNINGS = [
     r"^hitless(-debuginfo|-debugsource)?\.(x86_64|src): W: no-url-tag$",
     r"^hitless\.(spec|src): W: invalid-url Source[01]: hitless-[^ ]+\.tar\.gz$",
     r"^hitless\.x86_64: W: no-manual-page-for-binary hitless$",
+    r"^hitless\.x86_64: W: dangerous-command-in-%preun rm$",
 ]
 
 

@@ -50,6 +50,7 @@ from .env import (
     MAX_EXPOSURE,
     MODES,
     SLOTS,
+    SLOTS_HELPER,
     SOCKET,
     Attempt,
     Env,
@@ -57,11 +58,14 @@ from .env import (
     ScenarioFailed,
     served,
 )
+from .long_drain import reloads_behind_long_request
 from .overlap import upgrade_with_slow_requests
+from .pinned import pinned_after_failed_upgrade
 from .records import Record
 from .report import as_json, format_results
 from .sigkill import sigkill_under_load
 from .upgrade import upgrade_under_load
+from .verbs import verbs_mid_flip
 
 ALL: dict[str, Callable[[Env], Record]] = {
     "activation": activation_on_demand,
@@ -74,6 +78,11 @@ ALL: dict[str, Callable[[Env], Record]] = {
     "sigkill": sigkill_under_load,
     "crash-loop": crash_loop_survives,
     "admin": admin_verbs,
+    "bad-build-answers-500": lambda env: bad_build_rejected(env, "answers-500"),
+    "bad-build-crashes": lambda env: bad_build_rejected(env, "crashes"),
+    "pinned": pinned_after_failed_upgrade,
+    "verbs-mid-flip": verbs_mid_flip,
+    "long-drain": reloads_behind_long_request,
 }
 """Every scenario by its short name, in the order the container tests run them."""
 
@@ -86,6 +95,7 @@ __all__ = [
     "MAX_EXPOSURE",
     "MODES",
     "SLOTS",
+    "SLOTS_HELPER",
     "SOCKET",
     "Attempt",
     "Env",
@@ -98,10 +108,13 @@ __all__ = [
     "crash_loop_survives",
     "dead_h2_peer",
     "format_results",
+    "pinned_after_failed_upgrade",
     "real_clients",
+    "reloads_behind_long_request",
     "served",
     "sigkill_under_load",
     "upgrade_under_load",
     "upgrade_with_slow_requests",
     "upgrades_back_to_back",
+    "verbs_mid_flip",
 ]

@@ -25,7 +25,11 @@ def admin_verbs(env: Env) -> AdminResult:
         for want in (f"pid {info.pid}", f"hitless {info.version}", "serving"):
             if want not in line:
                 raise ScenarioFailed(f"the status line of {live.unit} lacks {want!r}: {line!r}")
-        others = [ln for ln in status.splitlines() if "serving" in ln and not ln.startswith(live.unit)]
+        others = [
+            ln
+            for ln in status.splitlines()
+            if ln.startswith(SLOTS) and "serving" in ln and not ln.startswith(live.unit)
+        ]
         if others:
             raise ScenarioFailed(f"more than one slot said to be serving: {others}")
 

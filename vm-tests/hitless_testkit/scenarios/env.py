@@ -32,8 +32,9 @@ accepts root on its private socket; running as root alone weighs 0.4)."""
 CONTROLLER = "hitless.service"
 """The unit admins and package managers address; `reload` flips slots."""
 SOCKET = "hitless.socket"
-SLOTS = ("hitless@blue.service", "hitless@green.service")
-"""The slots hitless runs in; both are passed hitless.socket."""
+SLOTS = ("hitless@blue.service", "hitless@green.service", "hitless@red.service")
+"""The slots hitless runs in; all are passed hitless.socket."""
+SLOTS_HELPER = "/usr/libexec/hitless/hitless-slots"
 
 LATENCY_SLACK_MS = 50.0
 """During an upgrade, new requests may take at most twice the steady-state
@@ -96,9 +97,14 @@ class Env:
     broken builds (`broken`): returns what happened instead of raising."""
     broken: dict[str, str] = field(default_factory=dict)
     """The platform's broken builds by kind: "exits" (exits before READY=1),
-    "hangs" (never sends READY=1), "crashes" (serves, then crashes within a
-    second, again and again). Each value is a name `attempt` accepts."""
-    slots_status: str = "/usr/libexec/hitless/hitless-slots status"
+    "hangs" (never sends READY=1), "answers-500" (answers every request,
+    its own ready check's too, with a 500), "crashes" (serves, then crashes
+    a second after its start, again and again). Each value is a name
+    `attempt` accepts."""
+    slots_status: str = f"{SLOTS_HELPER} status"
+    probation_s: float = 3.0
+    """The platform's probation window (HITLESS_PROBATION_SEC): a reload
+    returns no sooner, whatever the old version still holds."""
     """The command that shows which slot and version serve."""
     versions: Sequence[str] = ("1.0.0", "2.0.0")
     url: str = "http://127.0.0.1:8080"

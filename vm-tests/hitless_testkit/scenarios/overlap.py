@@ -18,8 +18,12 @@ from .env import (
 from .probe import Probe, Stopped, latency_bound_ms, steady_p99_ms
 from .records import OverlapResult, mode_numbers
 
+SLOW_MS = 8000
+"""Long enough to outlast an upgrade: the new slot's start plus its
+probation window (hitless-slots: 3 s), with seconds to spare."""
 
-def upgrade_with_slow_requests(env: Env, slow_ms: int = 3000, slow_concurrency: int = 2) -> OverlapResult:
+
+def upgrade_with_slow_requests(env: Env, slow_ms: int = SLOW_MS, slow_concurrency: int = 2) -> OverlapResult:
     """Upgrade while /slow requests are in flight. The new version serves new
     requests as soon as it is ready, while the old one finishes the slow
     requests it holds, then exits:

@@ -239,13 +239,61 @@ class BacklogResult:
 @dataclass
 class BadBuildResult:
     kind: str
-    """How the build is broken: "exits" before READY=1, or "hangs" without it."""
+    """How the build is broken: "exits" before READY=1, "hangs" without it,
+    "answers-500" (its ready check fails), "crashes" a second after READY=1."""
     attempt_s: float
     """How long the failed upgrade took before it gave up, in seconds."""
     attempt_output: str
     modes: dict[str, ModeNumbers]
     next_upgrade_s: float
     """The good upgrade after it, in seconds."""
+    failed: int = 0
+    """Requests that failed: only a crashing build may lose some, those it
+    held when it crashed."""
+    status: str = ""
+    """What `hitless-slots status` said about the failed upgrade."""
+
+
+@dataclass
+class PinnedResult:
+    slot: str
+    version: str
+    """The version the slot ran before and after the SIGKILL."""
+    on_disk: str
+    """What the binary on disk was meanwhile (a failed upgrade's)."""
+    failed: int
+    in_flight_bound: int
+    modes: dict[str, ModeNumbers]
+
+
+@dataclass
+class StopDuringReloadResult:
+    stop_during_reload_s: float
+    """How long `systemctl stop` took while a reload was in its probation."""
+    reload_output: str
+    """What the interrupted reload said."""
+    reload_during_stop_output: str
+    """What a reload sent during a stop said (refused)."""
+    stop_with_reload_s: float
+    stop_with_reload_output: str
+    """What that stop's client said (systemd may report its job canceled
+    by the reload's, while the stop itself completes)."""
+    restart_during_reload_s: float
+    slow_answered: bool
+    """The request in flight when the stop began was answered (drained)."""
+
+
+@dataclass
+class LongDrainReloadsResult:
+    slow_s: float
+    """The request that kept the first old slot draining, in seconds."""
+    first_s: float
+    second_s: float
+    """The second reload, sent while the first one's old slot drained."""
+    draining_at_second: list[str]
+    """Slots still draining when the second reload returned."""
+    slow_answered: bool
+    modes: dict[str, ModeNumbers]
 
 
 @dataclass
@@ -365,6 +413,9 @@ Record = (
     | BackToBackResult
     | BacklogResult
     | BadBuildResult
+    | PinnedResult
+    | StopDuringReloadResult
+    | LongDrainReloadsResult
     | DeadPeerResult
     | SigkillResult
     | CrashLoopResult
