@@ -14,6 +14,8 @@ mod server;
 mod service;
 mod settings;
 mod signals;
+#[cfg(feature = "tower")]
+mod tower;
 mod watched_io;
 
 pub use activation::ActivationError;
