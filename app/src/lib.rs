@@ -5,6 +5,8 @@ mod accept;
 mod activation;
 mod activity;
 mod connection;
+#[cfg(feature = "tls")]
+pub mod credentials;
 mod error;
 mod listen_addr;
 mod listener;
@@ -14,6 +16,8 @@ mod server;
 mod service;
 mod settings;
 mod signals;
+#[cfg(feature = "tls")]
+mod tls;
 #[cfg(feature = "tower")]
 mod tower;
 mod watched_io;
@@ -25,6 +29,8 @@ pub use listener::{Listener, Origin, Socket};
 pub use server::Server;
 pub use settings::Settings;
 pub use signals::StopSignal;
+#[cfg(feature = "tls")]
+pub use tls::{PemSource, Tls, TlsError};
 
 /// The error type hyper accepts from services and bodies.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -49,6 +49,9 @@ pub struct Server {
     listeners: Vec<Listener>,
     watchdog: Option<Duration>,
     settings: Settings,
+    /// Set by [`Server::with_tls`].
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Tls>,
 }
 
 impl Server {
@@ -105,6 +108,8 @@ impl Server {
             listeners,
             watchdog,
             settings,
+            #[cfg(feature = "tls")]
+            tls: None,
         })
     }
 
@@ -190,7 +195,12 @@ impl Server {
             listeners,
             watchdog,
             settings,
+            #[cfg(feature = "tls")]
+            tls,
         } = self;
+        #[cfg(feature = "tls")]
+        let tls =
+            tls.map(|t| Arc::new(crate::tls::Handshake::new(t, settings.header_read_timeout)));
         let _socket_files = SocketFiles(
             listeners
                 .iter()
@@ -218,11 +228,23 @@ impl Server {
             match listener.into_socket() {
                 Socket::Tcp(l) => {
                     let l = tokio::net::TcpListener::from_std(l).map_err(register)?;
+                    #[cfg(feature = "tls")]
+                    if let Some(tls) = tls.clone() {
+                        let serve = move |io| tls.clone().serve(http.clone(), io);
+                        acceptors.spawn(accept_loop(l, address, drain, connections, serve));
+                        continue;
+                    }
                     let serve = move |io| http.clone().serve(io);
                     acceptors.spawn(accept_loop(l, address, drain, connections, serve));
                 }
                 Socket::Unix(l) => {
                     let l = tokio::net::UnixListener::from_std(l).map_err(register)?;
+                    #[cfg(feature = "tls")]
+                    if let Some(tls) = tls.clone() {
+                        let serve = move |io| tls.clone().serve(http.clone(), io);
+                        acceptors.spawn(accept_loop(l, address, drain, connections, serve));
+                        continue;
+                    }
                     let serve = move |io| http.clone().serve(io);
                     acceptors.spawn(accept_loop(l, address, drain, connections, serve));
                 }
