@@ -198,9 +198,6 @@ impl Server {
             #[cfg(feature = "tls")]
             tls,
         } = self;
-        #[cfg(feature = "tls")]
-        let tls =
-            tls.map(|t| Arc::new(crate::tls::Handshake::new(t, settings.header_read_timeout)));
         let _socket_files = SocketFiles(
             listeners
                 .iter()
@@ -209,6 +206,8 @@ impl Server {
         );
         let mut signals = StopSignals::install()?;
         let drain = CancellationToken::new();
+        #[cfg(feature = "tls")]
+        let tls = tls.map(|t| Arc::new(crate::tls::Handshake::new(t, &settings, drain.clone())));
         let http = Arc::new(Http::new(service, &settings, drain.clone()));
         let connections = TaskTracker::new();
         let acceptors = TaskTracker::new();

@@ -12,10 +12,13 @@
 //!   [`Settings::header_read_timeout`](crate::Settings::header_read_timeout),
 //!   whichever is shorter; the header-read timeout for the first request
 //!   then starts when the handshake is done.
-//! - A handshake in progress when the drain starts is part of the drain: it
-//!   runs to its end (bounded as above); the connection is then served as
-//!   one accepted during the drain is (a request sent within the idle grace
-//!   is answered, with `Connection: close`).
+//! - A handshake in progress (its ClientHello received) when the drain
+//!   starts is part of the drain: it runs to its end (bounded as above); the
+//!   connection is then served as an idle one is during the drain (a
+//!   request sent within the idle grace is answered, with `Connection:
+//!   close`). A connection that has not sent its ClientHello is treated as
+//!   a cleartext one that has sent nothing: closed once the drain has
+//!   lasted the idle grace.
 //! - Every connection that completed the handshake ends with a
 //!   `close_notify` alert (RFC 8446 §6.1): sent by the TLS stream's
 //!   shutdown when hyper closes the connection, and otherwise (a timeout or
@@ -35,17 +38,21 @@ use hyper::service::Service;
 use hyper::{Request, Response};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::Acceptor;
 use rustls::ServerConfig;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::connection::Http;
 use crate::credentials::{self, CredentialError};
 use crate::server::Server;
+use crate::settings::Settings;
 use crate::BoxError;
 
 /// ALPN protocol names offered, in order of preference (IANA "TLS
@@ -222,21 +229,32 @@ impl Server {
 
 /// What each connection of a TLS listener shares.
 pub(crate) struct Handshake {
-    acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
     limit: Duration,
+    drain: CancellationToken,
+    idle_grace: Duration,
 }
 
 impl Handshake {
-    /// Handshakes with `tls`, bounded by its timeout and `header_read`.
-    pub(crate) fn new(tls: Tls, header_read: Duration) -> Handshake {
+    /// Handshakes with `tls`, bounded by its timeout and the header-read
+    /// timeout of `settings`; a connection that has not sent its
+    /// ClientHello when `drain` is cancelled gets the idle grace.
+    pub(crate) fn new(tls: Tls, settings: &Settings, drain: CancellationToken) -> Handshake {
         Handshake {
-            acceptor: TlsAcceptor::from(tls.config),
-            limit: tls.handshake_timeout.min(header_read),
+            config: tls.config,
+            limit: tls.handshake_timeout.min(settings.header_read_timeout),
+            drain,
+            idle_grace: settings.idle_grace,
         }
     }
 
     /// Complete the TLS handshake on `io`, then serve HTTP on the TLS
     /// stream as on cleartext.
+    ///
+    /// Until the ClientHello is in, the connection is like a cleartext one
+    /// that has sent nothing: once the drain starts, it has the idle grace
+    /// to send it. From the ClientHello on, the handshake is in progress
+    /// and is finished during a drain, within the handshake limit.
     pub(crate) async fn serve<S, B, I>(self: Arc<Self>, http: Arc<Http<S>>, io: I)
     where
         S: Service<Request<Incoming>, Response = Response<B>> + Send + Sync + 'static,
@@ -247,7 +265,27 @@ impl Handshake {
         B::Error: Into<BoxError>,
         I: AsyncRead + AsyncWrite + TryWrite + Unpin + Send + 'static,
     {
-        match tokio::time::timeout(self.limit, self.acceptor.accept(io)).await {
+        let deadline = Instant::now() + self.limit;
+        let drained = async {
+            self.drain.cancelled().await;
+            tokio::time::sleep(self.idle_grace).await;
+        };
+        let hello = tokio::select! {
+            hello = LazyConfigAcceptor::new(Acceptor::default(), io) => hello,
+            () = tokio::time::sleep_until(deadline) => {
+                debug!("closing connection: no ClientHello within {:?}", self.limit);
+                return;
+            }
+            () = drained => {
+                debug!("closing connection: draining, no ClientHello");
+                return;
+            }
+        };
+        let handshake = match hello {
+            Ok(start) => start.into_stream(self.config.clone()),
+            Err(e) => return debug!("TLS handshake failed: {e}"),
+        };
+        match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(stream)) => http.serve(CloseNotify(stream)).await,
             Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
             Err(_) => debug!(
