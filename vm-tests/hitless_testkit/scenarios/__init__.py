@@ -41,7 +41,7 @@ from .activation import activation_on_demand
 from .admin import admin_verbs
 from .back_to_back import upgrades_back_to_back
 from .bad_build import bad_build_rejected
-from .clients import CLIENT_DIR, CLIENTS, real_clients
+from .clients import CLIENT_DIR, CLIENTS, TLS_CLIENTS, clients_refuse_other_ca, real_clients
 from .crash_loop import crash_loop_survives
 from .dead_peer import dead_h2_peer
 from .env import (
@@ -60,6 +60,7 @@ from .env import (
 from .overlap import upgrade_with_slow_requests
 from .records import Record
 from .report import as_json, format_results
+from .rotation import certificate_rotation
 from .sigkill import sigkill_under_load
 from .upgrade import upgrade_under_load
 
@@ -87,6 +88,7 @@ __all__ = [
     "MODES",
     "SLOTS",
     "SOCKET",
+    "TLS_CLIENTS",
     "Attempt",
     "Env",
     "GuestMachine",
@@ -95,6 +97,8 @@ __all__ = [
     "admin_verbs",
     "as_json",
     "bad_build_rejected",
+    "certificate_rotation",
+    "clients_refuse_other_ca",
     "crash_loop_survives",
     "dead_h2_peer",
     "format_results",
