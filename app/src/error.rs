@@ -14,9 +14,10 @@ use crate::signals::StopSignal;
 ///
 /// [`Error::exit_code`] maps each kind to a process exit code: 1 runtime, 3
 /// bad socket-activation environment, 4 nothing to listen on, 5 drain cut
-/// short, 7 TLS certificate or key unusable. 0 is a clean exit after a complete drain and 2 is left to the
-/// command line parser for usage errors (clap's convention), so a service
-/// built on this library can document one table.
+/// short, 7 TLS certificate or key unusable. 0 is a clean exit after a
+/// complete drain and 2 is left to the command line parser for usage errors
+/// (clap's convention), so a service built on this library can document one
+/// table.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
