@@ -44,6 +44,18 @@ let
   margin = 15;
   controllerStartTimeout = slotStopTimeout + slotStartTimeout + cfg.probation + margin;
   controllerStopTimeout = slotStopTimeout + margin;
+
+  # HTTPS: the certificate and key reach the slots as systemd credentials
+  # (systemd.exec(5), LoadCredential=): PID 1 copies them into the slot's
+  # own $CREDENTIALS_DIRECTORY, readable by its DynamicUser only, so the
+  # slots need no access to where the files live.
+  tls = cfg.tls.certificateFile != null;
+  tlsArgs = lib.optionals tls [
+    "--tls-cert-credential"
+    "tls.crt"
+    "--tls-key-credential"
+    "tls.key"
+  ];
 in
 {
   options.services.hitless = {
@@ -135,9 +147,47 @@ in
       default = false;
       description = "Whether to open the TCP ports of {option}`services.hitless.listen` in the firewall.";
     };
+
+    tls = {
+      certificateFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.path;
+        default = null;
+        example = "/var/lib/acme/example.org/fullchain.pem";
+        description = ''
+          PEM certificate chain (the server's certificate first) to serve
+          HTTPS with, on every address of {option}`services.hitless.listen`
+          (with ALPN `h2` and `http/1.1`). Set together with
+          {option}`services.hitless.tls.keyFile`. The file is read by PID 1
+          (`LoadCredential=`) when a slot starts, and by hitless once: a
+          renewed certificate is served after `systemctl reload
+          hitless.service`, which flips to a new slot (with
+          `security.acme`, list `hitless.service` in `reloadServices`). A
+          certificate that cannot be loaded, or does not match the key,
+          makes that flip fail, and the old slot keeps serving.
+        '';
+      };
+
+      keyFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.path;
+        default = null;
+        example = "/var/lib/acme/example.org/key.pem";
+        description = ''
+          PEM private key of {option}`services.hitless.tls.certificateFile`.
+          Give a path as a string: a Nix path literal would copy the key into
+          the world-readable Nix store.
+        '';
+      };
+    };
   };
 
   config = lib.mkIf cfg.enable {
+    assertions = [
+      {
+        assertion = (cfg.tls.certificateFile == null) == (cfg.tls.keyFile == null);
+        message = "services.hitless.tls: set both certificateFile and keyFile, or neither.";
+      }
+    ];
+
     systemd.packages = [ cfg.package ];
 
     systemd.sockets.hitless = {
@@ -169,11 +219,18 @@ in
               "--drain-timeout"
               "${toString cfg.drainTimeout}s"
             ]
+            ++ tlsArgs
             ++ cfg.extraArgs
           ))
         ];
         TimeoutStartSec = "${toString slotStartTimeout}s";
         TimeoutStopSec = "${toString slotStopTimeout}s";
+      }
+      // lib.optionalAttrs tls {
+        LoadCredential = [
+          "tls.crt:${cfg.tls.certificateFile}"
+          "tls.key:${cfg.tls.keyFile}"
+        ];
       };
     };
 

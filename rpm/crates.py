@@ -38,6 +38,8 @@ import sys
 from typing import Any, Callable, Dict, Iterable, List, Set
 
 PACKAGE = "hitless"
+OWN_LICENSE_FILES = ("LICENSE-APACHE", "LICENSE-MIT")
+"""hitless' own licence texts, in the source root (as %license installs them)."""
 LICENSE_FILE = re.compile(r"^(licen[cs]e|copying|copyright|notice|unlicense|patents)", re.I)
 
 
@@ -215,7 +217,15 @@ def cmd_licenses(args: argparse.Namespace) -> None:
         )
     os.makedirs(args.out_dir)
     rows: List[List[str]] = []
+    # Where each distinct licence text was put first, relative to out_dir.
+    # The project's own licence files are installed beside out_dir (the
+    # spec's %license line): a crate with the same text links to them.
     first_copy: Dict[str, str] = {}
+    for own in OWN_LICENSE_FILES:
+        if os.path.isfile(own):
+            with open(own, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            first_copy.setdefault(digest, os.path.relpath(os.path.abspath(own), os.path.abspath(args.out_dir)))
     for p in bundled(meta):
         crate_dir = os.path.dirname(p["manifest_path"])
         dest = os.path.join(args.out_dir, f"{p['name']}-{p['version']}")

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use hitless::{ListenAddr, Settings};
+use clap::{ArgGroup, Parser};
+use hitless::{ListenAddr, PemSource, Settings};
 use hyper::http::uri::PathAndQuery;
 
 use crate::fault::Fault;
@@ -19,7 +19,10 @@ use crate::version::VERSION;
     after_help = "Exit codes: 0 clean exit after drain, 1 runtime error, 2 usage error, \
                   3 bad socket-activation environment, 4 cannot bind a --listen address, \
                   5 drain cut short (deadline passed, or a second signal) with connections open, \
-                  6 not ready: the ready check got a 5xx or no answer in time (nothing was served)."
+                  6 not ready: the ready check got a 5xx or no answer in time (nothing was served), \
+                  7 TLS certificate or key cannot be loaded or do not match.",
+    group(ArgGroup::new("cert").args(["tls_cert", "tls_cert_credential"]).requires("key")),
+    group(ArgGroup::new("key").args(["tls_key", "tls_key_credential"]).requires("cert")),
 )]
 pub struct Cli {
     /// Address to bind when NOT socket-activated: HOST:PORT or unix:/PATH.
@@ -119,6 +122,31 @@ pub struct Cli {
     /// after start). Hidden from --help.
     #[arg(long, value_name = "FAULT", hide = true)]
     pub simulate_fault: Option<Fault>,
+
+    /// Serve HTTPS with this PEM certificate chain (the server's
+    /// certificate first, then intermediates). Needs a key. Read once at
+    /// start: a new certificate takes a new process (`systemctl reload
+    /// hitless.service` flips to one).
+    #[arg(long, value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Like --tls-cert, from the systemd credential NAME
+    /// ($CREDENTIALS_DIRECTORY/NAME; LoadCredential=NAME:PATH in the unit).
+    #[arg(long, value_name = "NAME")]
+    pub tls_cert_credential: Option<String>,
+
+    /// Like --tls-key, from the systemd credential NAME.
+    #[arg(long, value_name = "NAME")]
+    pub tls_key_credential: Option<String>,
+
+    /// How long a TLS handshake may take from accept(); --header-read-timeout
+    /// bounds it too. Must be above zero.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
+    pub tls_handshake_timeout: Duration,
 }
 
 /// A path (and query) in origin form, as the ready check sends it.
@@ -164,6 +192,16 @@ impl Cli {
             ready_check: (!self.no_ready_check).then(|| self.ready_check.clone()),
             ready_check_timeout: self.ready_check_timeout,
         }
+    }
+
+    /// The certificate and key to serve HTTPS with, if asked for (clap
+    /// makes sure that both or neither are given).
+    pub fn tls(&self) -> Option<(PemSource, PemSource)> {
+        let cert = (self.tls_cert.clone().map(PemSource::File))
+            .or_else(|| self.tls_cert_credential.clone().map(PemSource::Credential))?;
+        let key = (self.tls_key.clone().map(PemSource::File))
+            .or_else(|| self.tls_key_credential.clone().map(PemSource::Credential))?;
+        Some((cert, key))
     }
 }
 
@@ -237,6 +275,30 @@ mod tests {
     }
 
     #[test]
+    fn tls_from_files_or_credentials() {
+        assert_eq!(Cli::try_parse_from(["hitless"]).unwrap().tls(), None);
+        let files = Cli::try_parse_from(["hitless", "--tls-cert", "/c", "--tls-key", "/k"]);
+        assert_eq!(
+            files.unwrap().tls(),
+            Some((PemSource::File("/c".into()), PemSource::File("/k".into())))
+        );
+        let creds = Cli::try_parse_from([
+            "hitless",
+            "--tls-cert-credential",
+            "tls.crt",
+            "--tls-key-credential",
+            "tls.key",
+        ]);
+        assert_eq!(
+            creds.unwrap().tls(),
+            Some((
+                PemSource::Credential("tls.crt".into()),
+                PemSource::Credential("tls.key".into())
+            ))
+        );
+    }
+
+    #[test]
     fn rejects_bad_values() {
         assert!(Cli::try_parse_from(["hitless", "--drain-timeout", "soon"]).is_err());
         assert!(Cli::try_parse_from(["hitless", "--drain-timeout", "5"]).is_err());
@@ -254,6 +316,20 @@ mod tests {
         assert!(Cli::try_parse_from(["hitless", "--ready-check", "healthz"]).is_err());
         assert!(Cli::try_parse_from(["hitless", "--ready-check-timeout", "0s"]).is_err());
         assert!(Cli::try_parse_from(["hitless", "--simulate-fault", "sometimes"]).is_err());
+        // A certificate without a key, or two certificates.
+        assert!(Cli::try_parse_from(["hitless", "--tls-cert", "/c"]).is_err());
+        assert!(Cli::try_parse_from(["hitless", "--tls-key-credential", "k"]).is_err());
+        assert!(Cli::try_parse_from([
+            "hitless",
+            "--tls-cert",
+            "/c",
+            "--tls-cert-credential",
+            "c",
+            "--tls-key",
+            "/k"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from(["hitless", "--tls-handshake-timeout", "0s"]).is_err());
         // 0s turns the PINGs off: allowed.
         assert!(Cli::try_parse_from(["hitless", "--http2-keepalive-interval", "0s"]).is_ok());
     }

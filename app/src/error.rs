@@ -15,9 +15,10 @@ use crate::signals::StopSignal;
 ///
 /// [`Error::exit_code`] maps each kind to a process exit code: 1 runtime, 3
 /// bad socket-activation environment, 4 nothing to listen on, 5 drain cut
-/// short. 0 is a clean exit after a complete drain and 2 is left to the
-/// command line parser for usage errors (clap's convention), so a service
-/// built on this library can document one table.
+/// short, 7 TLS certificate or key unusable. 0 is a clean exit after a
+/// complete drain and 2 is left to the command line parser for usage errors
+/// (clap's convention), so a service built on this library can document one
+/// table.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -64,6 +65,10 @@ pub enum Error {
         /// What went wrong.
         cause: ReadyCheckFailure,
     },
+    /// The TLS certificate or key cannot be loaded or used. Exit code 7.
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// What cut a drain short.
@@ -90,7 +95,8 @@ impl Error {
     }
 
     /// The process exit code for this error: 1 runtime, 3 activation
-    /// environment, 4 bind, 5 drain cut, 6 not ready.
+    /// environment, 4 bind, 5 drain cut, 6 not ready, 7 TLS certificate or
+    /// key.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Runtime { .. } => 1,
@@ -98,6 +104,8 @@ impl Error {
             Error::Bind { .. } | Error::NoListeners => 4,
             Error::DrainCut { .. } => 5,
             Error::NotReady { .. } => 6,
+            #[cfg(feature = "tls")]
+            Error::Tls(_) => 7,
         }
     }
 }

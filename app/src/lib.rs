@@ -6,6 +6,8 @@ mod activation;
 mod activity;
 mod connection;
 mod drain;
+#[cfg(feature = "tls")]
+pub mod credentials;
 mod error;
 mod listen_addr;
 mod listener;
@@ -17,6 +19,10 @@ mod server;
 mod service;
 mod settings;
 mod signals;
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "tower")]
+mod tower;
 mod watched_io;
 
 pub use activation::ActivationError;
@@ -28,6 +34,8 @@ pub use ready_check::ReadyCheckFailure;
 pub use server::Server;
 pub use settings::Settings;
 pub use signals::StopSignal;
+#[cfg(feature = "tls")]
+pub use tls::{PemSource, Tls, TlsError};
 
 /// The error type hyper accepts from services and bodies.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::Parser;
-use hitless::{PoolHealth, Server};
+use hitless::{PoolHealth, Server, Tls};
 use hyper::service::{service_fn, Service};
 use tracing::{error, warn};
 
@@ -45,8 +45,18 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), hitless::Error> {
+    // A certificate that cannot be used ends the start here, before READY=1.
+    let tls = match cli.tls() {
+        Some((cert, key)) => {
+            Some(Tls::load(&cert, &key)?.with_handshake_timeout(cli.tls_handshake_timeout))
+        }
+        None => None,
+    };
     // Reads and changes the environment: before any thread exists.
-    let server = Server::from_env(cli.settings())?;
+    let mut server = Server::from_env(cli.settings())?;
+    if let Some(tls) = tls {
+        server = server.with_tls(tls);
+    }
     if server.socket_activated() && !cli.listen.is_empty() {
         warn!("socket-activated: ignoring --listen");
     }

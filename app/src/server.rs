@@ -50,6 +50,9 @@ pub struct Server {
     listeners: Vec<Listener>,
     watchdog: Option<Duration>,
     settings: Settings,
+    /// Set by [`Server::with_tls`].
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Tls>,
 }
 
 impl Server {
@@ -106,6 +109,8 @@ impl Server {
             listeners,
             watchdog,
             settings,
+            #[cfg(feature = "tls")]
+            tls: None,
         })
     }
 
@@ -195,6 +200,8 @@ impl Server {
             listeners,
             watchdog,
             settings,
+            #[cfg(feature = "tls")]
+            tls,
         } = self;
         let _socket_files = SocketFiles(
             listeners
@@ -204,6 +211,8 @@ impl Server {
         );
         let mut signals = StopSignals::install()?;
         let drain = Drain::new();
+        #[cfg(feature = "tls")]
+        let tls = tls.map(|t| Arc::new(crate::tls::Handshake::new(t, &settings, drain.clone())));
         let http = Arc::new(Http::new(service, &settings, drain.clone()));
         let connections = TaskTracker::new();
         let acceptors = TaskTracker::new();
@@ -239,11 +248,23 @@ impl Server {
             match listener.into_socket() {
                 Socket::Tcp(l) => {
                     let l = tokio::net::TcpListener::from_std(l).map_err(register)?;
+                    #[cfg(feature = "tls")]
+                    if let Some(tls) = tls.clone() {
+                        let serve = move |io| tls.clone().serve(http.clone(), io);
+                        acceptors.spawn(accept_loop(l, address, drain, connections, serve));
+                        continue;
+                    }
                     let serve = move |io| http.clone().serve(io);
                     acceptors.spawn(accept_loop(l, address, drain, connections, serve));
                 }
                 Socket::Unix(l) => {
                     let l = tokio::net::UnixListener::from_std(l).map_err(register)?;
+                    #[cfg(feature = "tls")]
+                    if let Some(tls) = tls.clone() {
+                        let serve = move |io| tls.clone().serve(http.clone(), io);
+                        acceptors.spawn(accept_loop(l, address, drain, connections, serve));
+                        continue;
+                    }
                     let serve = move |io| http.clone().serve(io);
                     acceptors.spawn(accept_loop(l, address, drain, connections, serve));
                 }

@@ -1,9 +1,11 @@
-//! The library under a service of its own: examples/hello.rs (plain
-//! handlers, no drain logic), socket-activated as systemd does it and
-//! stopped with SIGTERM, then replaced by a new process on the same socket.
-//! Nothing sent to it may be lost: requests in flight at the signal,
-//! keep-alive requests written at the moment of the signal, new connections
-//! made during the drain; HTTP/1.1 and h2c.
+//! The library under services of its own: examples/hello.rs (plain hyper
+//! handlers) and examples/axum.rs (an axum `Router`), neither with drain
+//! logic, socket-activated as systemd does it and stopped with SIGTERM, then
+//! replaced by a new process on the same socket. Nothing sent to them may be
+//! lost: requests in flight at the signal, keep-alive requests written at
+//! the moment of the signal, new connections made during the drain;
+//! HTTP/1.1 and h2c. A control runs the axum example without the idle grace
+//! and must lose requests in the same rounds.
 
 mod common;
 
@@ -25,15 +27,18 @@ const EXIT: Duration = Duration::from_secs(15);
 /// Idle keep-alive connections whose next request is written around SIGTERM.
 const KEEP_ALIVE: usize = 8;
 
-fn hello_exe() -> PathBuf {
-    example_exe("hello")
-}
-
 /// The example, activated on `listener`, once it said `READY=1`.
 fn start(exe: &Path, listener: &TcpListener) -> Hitless {
-    let server = Launch::exe_with_listener(exe, listener)
-        .with_notify()
-        .spawn();
+    start_with(exe, listener, &[])
+}
+
+/// Like [`start`], with environment variables for the example.
+fn start_with(exe: &Path, listener: &TcpListener, env: &[(&str, &str)]) -> Hitless {
+    let mut launch = Launch::exe_with_listener(exe, listener).with_notify();
+    for (k, v) in env {
+        launch = launch.env(k, v);
+    }
+    let server = launch.spawn();
     server.wait_ready();
     server
 }
@@ -65,12 +70,57 @@ fn idle_keep_alive(
 }
 
 #[test]
-fn http1_requests_in_flight_and_sent_at_sigterm_are_answered() {
-    let exe = hello_exe();
+fn hello_http1_requests_in_flight_and_sent_at_sigterm_are_answered() {
+    http1_rounds(&example_exe("hello"), 8);
+}
+
+#[cfg(feature = "tower")]
+#[test]
+fn axum_http1_requests_in_flight_and_sent_at_sigterm_are_answered() {
+    http1_rounds(&example_exe("axum"), 8);
+}
+
+#[cfg(feature = "tower")]
+#[test]
+fn control_axum_without_idle_grace_loses_keep_alive_requests() {
+    // IDLE_GRACE_MS=0 is plain hyper graceful_shutdown(): an idle
+    // keep-alive connection is closed at once, and the request its client
+    // writes just then is lost. Rounds like the test above must show it.
+    let exe = example_exe("axum");
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let mut server = start(&exe, &listener);
-    for round in 0..8 {
+    let mut lost = 0;
+    for _ in 0..10 {
+        let mut server = start_with(&exe, &listener, &[("IDLE_GRACE_MS", "0")]);
+        // As the `draining` clients of the rounds above: idle before the
+        // signal, their next request written once the drain has begun.
+        let after_stopping = Arc::new(Barrier::new(KEEP_ALIVE + 1));
+        let draining = idle_keep_alive(addr, &after_stopping);
+        server.sigterm();
+        server.wait_stopping();
+        after_stopping.wait();
+        lost += draining
+            .into_iter()
+            .map(|c| c.join())
+            .filter(|r| matches!(r, Ok(Err(_))))
+            .count();
+        let status = server.wait_exit(EXIT);
+        assert!(status.success(), "{status:?}: {}", server.stderr());
+    }
+    assert!(
+        lost > 0,
+        "the race never showed; the example tests prove nothing"
+    );
+}
+
+/// `rounds` drains of the example at `exe` with HTTP/1.1 requests in
+/// flight, racing the signal and sent during the drain; each followed by a
+/// new process on the same socket.
+fn http1_rounds(exe: &Path, rounds: usize) {
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let mut server = start(exe, &listener);
+    for round in 0..rounds {
         let old = server.child.id();
         let slow: Vec<_> = (0..2)
             .map(|_| {
@@ -119,7 +169,7 @@ fn http1_requests_in_flight_and_sent_at_sigterm_are_answered() {
         let status = server.wait_exit(EXIT);
         assert!(status.success(), "{status:?}: {}", server.stderr());
 
-        server = start(&exe, &listener);
+        server = start(exe, &listener);
         let r = queued.join().unwrap().expect("queued connection lost");
         assert_eq!(r.text(), from_pid(server.child.id()), "round {round}");
     }
@@ -186,15 +236,26 @@ async fn h2_get(mut sender: Sender, addr: SocketAddr, path: &str) -> Result<Stri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h2c_streams_in_flight_and_sent_at_sigterm_are_answered() {
-    let exe = hello_exe();
+async fn hello_h2c_streams_in_flight_and_sent_at_sigterm_are_answered() {
+    h2c_rounds(example_exe("hello"), 5).await;
+}
+
+#[cfg(feature = "tower")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axum_h2c_streams_in_flight_and_sent_at_sigterm_are_answered() {
+    h2c_rounds(example_exe("axum"), 5).await;
+}
+
+/// `rounds` drains of the example at `exe` with h2c streams in flight and
+/// sent at the signal; each followed by a new process on the same socket.
+async fn h2c_rounds(exe: PathBuf, rounds: usize) {
     let listener = Arc::new(tcp_listener());
     let addr = listener.local_addr().unwrap();
     let start_on = |exe: PathBuf, listener: Arc<TcpListener>| {
         tokio::task::spawn_blocking(move || start(&exe, &listener))
     };
     let mut server = start_on(exe.clone(), listener.clone()).await.unwrap();
-    for round in 0..5 {
+    for round in 0..rounds {
         let old = server.child.id();
         let (sender, conn) = h2_connect(addr).await;
         assert_eq!(h2_get(sender.clone(), addr, "/").await, Ok(from_pid(old)));
@@ -248,4 +309,27 @@ async fn h2c_streams_in_flight_and_sent_at_sigterm_are_answered() {
             );
         }
     }
+}
+
+#[cfg(feature = "tower")]
+#[test]
+fn axum_routes_share_state_and_extract() {
+    let exe = example_exe("axum");
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let mut server = start(&exe, &listener);
+    let pid = server.child.id();
+    let mut c = Http1::connect(addr).unwrap();
+    assert_eq!(c.get("/").unwrap().text(), from_pid(pid));
+    let greeted = c.get("/greet/ada").unwrap();
+    assert_eq!(
+        (greeted.status, greeted.text()),
+        (200, format!("hello, ada (request 2 of pid {pid})\n"))
+    );
+    assert_eq!(c.get("/slow?ms=1").unwrap().text(), from_pid(pid));
+    assert_eq!(c.get("/slow?ms=soon").unwrap().status, 400);
+    assert_eq!(c.get("/nowhere").unwrap().status, 404);
+    server.sigterm();
+    let status = server.wait_exit(EXIT);
+    assert!(status.success(), "{status:?}: {}", server.stderr());
 }

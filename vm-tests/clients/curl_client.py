@@ -6,10 +6,12 @@ alive and reuses, paced with curl's own --rate; then the next process. curl
 retries, of its own accord, a request on a reused connection that the server
 closed before answering; nothing else is retried.
 
-    curl_client.py --url URL --report FILE [--http2-prior-knowledge]
+    curl_client.py --url URL --report FILE [--http2-prior-knowledge | --http2]
 
 --http2-prior-knowledge speaks cleartext HTTP/2 without the HTTP/1.1
-Upgrade (RFC 9113 section 3.3), else HTTP/1.1. Each transfer's outcome comes
+Upgrade (RFC 9113 section 3.3); --http2, for an https URL, offers h2 by TLS
+ALPN (section 3.2); else HTTP/1.1. The CA curl trusts is its own setting
+(CURL_CA_BUNDLE). Each transfer's outcome comes
 from curl's --write-out: status, curl's exit code and error message, whether
 it opened a connection (num_connects) or used one already open (no connect,
 yet a local port), and the x-hitless-version header. A
@@ -39,7 +41,7 @@ def curl_version() -> str:
     return ", ".join(parts)
 
 
-def curl_argv(args: argparse.Namespace, h2: bool, config: str) -> list[str]:
+def curl_argv(args: argparse.Namespace, protocol: str, config: str) -> list[str]:
     """One curl process: the transfers listed in `config`, one after the
     other on one connection."""
     argv = [
@@ -48,7 +50,7 @@ def curl_argv(args: argparse.Namespace, h2: bool, config: str) -> list[str]:
         "curl",
         "--silent",
         "--show-error",
-        "--http2-prior-knowledge" if h2 else "--http1.1",
+        protocol,
         "--max-time",
         str(args.timeout),
         "--config",
@@ -81,20 +83,23 @@ def batch(argv: list[str], rec: Recorder) -> None:
 
 def main() -> int:
     p = arg_parser(__doc__ or "")
-    p.add_argument("--http2-prior-knowledge", action="store_true", help="cleartext HTTP/2 (default HTTP/1.1)")
+    h2 = p.add_mutually_exclusive_group()
+    h2.add_argument("--http2-prior-knowledge", action="store_true", help="cleartext HTTP/2 (default HTTP/1.1)")
+    h2.add_argument("--http2", action="store_true", help="HTTP/2 by TLS ALPN, for https (default HTTP/1.1)")
     args = p.parse_args()
     if args.pause_every:
         p.error("--pause-every: curl cannot pause inside one process")
-    h2 = bool(args.http2_prior_knowledge)
+    protocol, name = "--http1.1", "curl-http1.1"
+    if args.http2_prior_knowledge:
+        protocol, name = "--http2-prior-knowledge", "curl-h2c"
+    elif args.http2:
+        protocol, name = "--http2", "curl-h2"
     stop = stop_on_signals()
-    rec = Recorder(
-        args.report,
-        Report(client="curl-h2c" if h2 else "curl-http1.1", library=curl_version(), method="GET", connections=0),
-    )
+    rec = Recorder(args.report, Report(client=name, library=curl_version(), method="GET", connections=0))
     config = f"{args.report}.curlrc"
     with open(config, "w") as f:
         f.write(f'url = "{args.url}"\noutput = "/dev/null"\n' * BATCH)
-    argv = curl_argv(args, h2, config)
+    argv = curl_argv(args, protocol, config)
     while not stop.is_set():
         batch(argv, rec)
     rec.write(final=True)

@@ -44,6 +44,7 @@ from .rootfs import ensure_rootfs
 from .scenarios.backlog import backlog_cap_effect
 from .scenarios.overlap import SLOW_MS
 from .scenarios.records import NegativeControlResult, Record, UnitsResult
+from .test_ca import TestCa
 
 JOURNAL_UNITS = (sc.SOCKET, sc.CONTROLLER, *sc.SLOTS)
 NEGATIVE_CONTROLS = (
@@ -56,7 +57,7 @@ NEGATIVE_CONTROLS = (
     "control-stop-skips-slots",
     "control-two-slots",
 )
-TESTS = ("units", *sc.ALL, "clients", "backlog", *NEGATIVE_CONTROLS)
+TESTS = ("units", *sc.ALL, "clients", "backlog", "tls", "tls-clients", *NEGATIVE_CONTROLS)
 SUITES = {"bookworm": "Debian 12, systemd 252", "trixie": "Debian 13, systemd 257"}
 """The Debian releases the tests can boot; every test runs on the first one
 given (--suite), the SLOT_TESTS on the others. Not Debian 11 (systemd 247):
@@ -67,6 +68,14 @@ SLOT_TESTS = ("bad-build-answers-500", "bad-build-crashes", "pinned", "verbs-mid
 """What the other suites run by default: the scenarios of the slots'
 probation, pinned builds, verbs in the middle of a flip, and reloads behind
 a long drain (their negative controls run on the first suite)."""
+TLS_DROP_IN = "hitless-tls.conf.example"
+"""The commented drop-in of units/ that serves HTTPS from credentials."""
+TLS_FILES = "/etc/hitless/tls"
+"""Where that drop-in's LoadCredential= reads the certificate and key."""
+TEST_CA = "/etc/hitless/test-ca"
+"""The test CA's files in the container."""
+OTHER_CA = "/etc/hitless/other-ca.pem"
+"""A CA that signed nothing the service presents (for the negative controls)."""
 STOP_THEN_START = """#!/bin/sh
 # An upgrade that is not an overlap: stop the serving slot, then start the other.
 for live in blue green; do
@@ -383,6 +392,94 @@ class Runner:
         install_clients(m, Path(self.args.clients), Path(self.args.go_client), sc.CLIENT_DIR)
         sc.real_clients(self.env(m), rounds=self.args.rounds)
 
+    def install_tls_pair(self, m: Machine, name: str) -> None:
+        """Put certificate `name` and its key (`name` "mismatch": the third
+        certificate with the second's key) where the drop-in's
+        LoadCredential= reads them, as an admin would: write, then rename."""
+        cert, key = (
+            (f"{TEST_CA}/server-3.pem", f"{TEST_CA}/server-2.key")
+            if name == "mismatch"
+            else (
+                f"{TEST_CA}/{name}.pem",
+                f"{TEST_CA}/{name}.key",
+            )
+        )
+        m.succeed(
+            f"mkdir -p {TLS_FILES}",
+            f"install -m 0644 {cert} {TLS_FILES}/.cert.pem && mv {TLS_FILES}/.cert.pem {TLS_FILES}/cert.pem",
+            f"install -m 0600 {key} {TLS_FILES}/.key.pem && mv {TLS_FILES}/.key.pem {TLS_FILES}/key.pem",
+        )
+
+    def tls_env(self, m: Machine) -> sc.Env:
+        """Serve HTTPS as the units' example drop-in does (certificate and key
+        as credentials), with certificates of a test CA made now; the Env
+        for it, with its own results."""
+        with subtest("HTTPS with the certificate and key as credentials (the units' example drop-in)"):
+            ca = TestCa(self.log_dir / "tls-ca")
+            for name in ("server-1", "server-2", "server-3"):
+                ca.issue(name)
+            other = TestCa(self.log_dir / "tls-other-ca")
+            m.copy_from_host(ca.dir, TEST_CA)
+            m.copy_from_host(other.cert, OTHER_CA)
+            self.install_tls_pair(m, "server-1")
+            example = (Path(self.args.units) / TLS_DROP_IN).read_text()
+            # The example with its directives uncommented, nothing else.
+            drop_in = "".join(
+                line[1:]
+                for line in example.splitlines(keepends=True)
+                if re.match(r"#(\[Service\]|LoadCredential=|ExecStart=)", line)
+            )
+            log(f"drop-in hitless@.service.d/tls.conf:\n{drop_in.rstrip()}")
+            m.succeed(
+                "mkdir -p /etc/systemd/system/hitless@.service.d",
+                f"printf '%s' {shlex.quote(drop_in)} > /etc/systemd/system/hitless@.service.d/tls.conf",
+                "systemctl daemon-reload",
+            )
+            env = self.env(m)
+            env.url = env.server_url = "https://127.0.0.1:8080"
+            env.ca = f"{TEST_CA}/ca.pem"
+            env.results = {}
+            info = sc.served(env)
+            m.fail("curl -sS --fail --max-time 10 http://127.0.0.1:8080/healthz")
+            log(f"HTTPS served by {info.version} (pid {info.pid}); cleartext refused")
+        return env
+
+    def keep_tls_results(self, env: sc.Env) -> None:
+        for name, record in env.results.items():
+            self.results[f"tls-{name}"] = record
+
+    def test_tls(self, m: Machine) -> None:
+        """The upgrade, overlap, bad-build and dead-peer scenarios over HTTPS
+        (HTTP/1.1 and HTTP/2 by ALPN), then certificate rotation."""
+        env = self.tls_env(m)
+        with subtest("negative control: the probe trusts only the test CA"):
+            rc, out = m.execute(
+                f"hitless-probe --url={env.url}/ --ca={OTHER_CA} --duration=1s --rate=20 --concurrency=1"
+            )
+            if rc == 0 or "invalid peer certificate" not in out:
+                raise sc.ScenarioFailed(f"the probe passed against a certificate it must not trust:\n{out}")
+            log("the probe refused a certificate of another CA, as it must")
+        try:
+            sc.upgrade_under_load(env, rounds=self.args.rounds)
+            sc.upgrade_with_slow_requests(env, slow_ms=self.args.slow_ms)
+            sc.bad_build_rejected(env, "exits")
+            sc.dead_h2_peer(env)
+            sc.certificate_rotation(env, lambda name: self.install_tls_pair(m, name), new="server-2", broken="mismatch")
+        finally:
+            self.keep_tls_results(env)
+
+    def test_tls_clients(self, m: Machine) -> None:
+        """Real client libraries over HTTPS through upgrades."""
+        if not self.args.clients or not self.args.go_client:
+            raise CannotRun("the tls-clients test needs --clients and --go-client")
+        install_clients(m, Path(self.args.clients), Path(self.args.go_client), sc.CLIENT_DIR)
+        env = self.tls_env(m)
+        try:
+            sc.clients_refuse_other_ca(env, OTHER_CA, sc.CLIENT_DIR, sc.TLS_CLIENTS)
+            sc.real_clients(env, rounds=self.args.rounds, clients=sc.TLS_CLIENTS, checks=False)
+        finally:
+            self.keep_tls_results(env)
+
     def scenario(self, fn: Callable[[sc.Env], object], m: Machine) -> None:
         fn(self.env(m))
 
@@ -397,6 +494,8 @@ class Runner:
             "clients": self.test_clients,
             # Changes sysctls of the guest: container-only.
             "backlog": lambda m: backlog_cap_effect(self.env(m)),
+            "tls": self.test_tls,
+            "tls-clients": self.test_tls_clients,
             "control-broken-drain": self.control_broken_drain,
             "control-stop-then-start": self.control_stop_then_start,
             "control-start-limit": self.control_start_limit,

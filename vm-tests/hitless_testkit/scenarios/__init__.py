@@ -41,7 +41,7 @@ from .activation import activation_on_demand
 from .admin import admin_verbs
 from .back_to_back import upgrades_back_to_back
 from .bad_build import bad_build_rejected
-from .clients import CLIENT_DIR, CLIENTS, real_clients
+from .clients import CLIENT_DIR, CLIENTS, TLS_CLIENTS, clients_refuse_other_ca, real_clients
 from .crash_loop import crash_loop_survives
 from .dead_peer import dead_h2_peer
 from .env import (
@@ -63,6 +63,7 @@ from .overlap import upgrade_with_slow_requests
 from .pinned import pinned_after_failed_upgrade
 from .records import Record
 from .report import as_json, format_results
+from .rotation import certificate_rotation
 from .sigkill import sigkill_under_load
 from .upgrade import upgrade_under_load
 from .verbs import verbs_mid_flip
@@ -97,6 +98,7 @@ __all__ = [
     "SLOTS",
     "SLOTS_HELPER",
     "SOCKET",
+    "TLS_CLIENTS",
     "Attempt",
     "Env",
     "GuestMachine",
@@ -105,6 +107,8 @@ __all__ = [
     "admin_verbs",
     "as_json",
     "bad_build_rejected",
+    "certificate_rotation",
+    "clients_refuse_other_ca",
     "crash_loop_survives",
     "dead_h2_peer",
     "format_results",

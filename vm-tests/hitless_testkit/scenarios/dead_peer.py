@@ -27,6 +27,18 @@ DEAD_PEER = (
     "exec sleep 600"
 )
 
+# The same over TLS (ALPN h2): Python's ssl module reads only when asked,
+# so after the handshake this peer never reads either.
+DEAD_TLS_PEER = """
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+ctx.set_alpn_protocols(["h2"])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))), server_hostname="localhost")
+assert s.selected_alpn_protocol() == "h2", s.selected_alpn_protocol()
+s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+time.sleep(600)
+"""
+
 
 def dead_h2_peer(env: Env, drain_timeout_s: float = 20.0) -> DeadPeerResult:
     """A raw HTTP/2 peer connects to the old version, sends the preface and
@@ -41,10 +53,11 @@ def dead_h2_peer(env: Env, drain_timeout_s: float = 20.0) -> DeadPeerResult:
         p99 = steady_p99_ms(env)
         bound = latency_bound_ms(p99)
         old = live_slot(env)
-        s.succeed(
-            f"systemd-run --quiet --unit={DEAD_PEER_UNIT} --service-type=exec "
-            f"bash -c {shlex.quote(DEAD_PEER.format(port=env.port))}"
-        )
+        if env.ca:
+            peer = f"python3 -c {shlex.quote(DEAD_TLS_PEER)} {shlex.quote(env.ca)} {env.port}"
+        else:
+            peer = f"bash -c {shlex.quote(DEAD_PEER.format(port=env.port))}"
+        s.succeed(f"systemd-run --quiet --unit={DEAD_PEER_UNIT} --service-type=exec {peer}")
         # Established, and so held by the only slot there is: the old one.
         s.succeed(
             "for i in $(seq 50); do "

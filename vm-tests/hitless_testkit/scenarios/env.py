@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -123,6 +124,20 @@ class Env:
     """Seconds of load on each version before the next upgrade."""
     results: dict[str, Record] = field(default_factory=dict)
     """What the scenarios measured, by scenario name."""
+    ca: str = ""
+    """For an https `url`: the PEM file (on the client and the server) of
+    the CA whose certificate the service presents; the probe and curl trust
+    it and nothing else."""
+
+    @property
+    def curl(self) -> str:
+        """curl, trusting `ca` when one is set."""
+        return f"curl --cacert {shlex.quote(self.ca)}" if self.ca else "curl"
+
+    @property
+    def probe_tls(self) -> str:
+        """hitless-probe's TLS option for `url` (empty for http)."""
+        return f"--ca={shlex.quote(self.ca)}" if self.ca else ""
 
     def upgrade_to(self, version: str) -> None:
         if self.upgrade is None:
@@ -143,7 +158,8 @@ class Env:
 def served(env: Env) -> ServiceInfo:
     """The running instance's /version, asked from the server itself (this
     starts the service if it was not running)."""
-    doc: dict[str, Any] = json.loads(env.server.succeed(f"curl -sS --fail --max-time 30 {env.server_url}/version"))
+    out = env.server.succeed(f"{env.curl} -sS --fail --max-time 30 {env.server_url}/version")
+    doc: dict[str, Any] = json.loads(out)
     return ServiceInfo(
         version=doc["version"],
         pid=int(doc.get("pid", 0)),

@@ -69,6 +69,8 @@ class Probe:
             f"--status-file={self.status_path}",
         ]
         args += [f"--mode={m}" for m in self.modes]
+        if env.ca:
+            args.append(f"--ca={env.ca}")
         if expect:
             args.append("--expect-versions=" + ",".join(expect))
         self.args = args
@@ -173,7 +175,7 @@ def steady_p99_ms(env: Env, seconds: int = 3) -> float:
     report_path = "/tmp/hitless-probe-steady.json"
     rc, out = env.client.execute(
         f"{shlex.quote(env.probe)} --url={env.url}/ --duration={seconds}s --concurrency={env.concurrency} "
-        f"--rate={env.rate} --report={report_path}"
+        f"--rate={env.rate} --report={report_path} {env.probe_tls}"
     )
     report = ProbeReport.from_json(json.loads(env.client.succeed(f"cat {report_path}")))
     Stopped(rc, report, out).require_pass("steady state")

@@ -406,6 +406,21 @@ class NegativeControlResult:
     reason: list[str] = field(default_factory=list)
 
 
+@dataclass
+class RotationResult:
+    rotate_s: float
+    """`systemctl reload hitless.service` with the new certificate, in seconds."""
+    served_before: str
+    served_after: str
+    """The common names of the certificates served before and after it."""
+    broken_rejected_s: float
+    """The reload with a certificate that does not match its key, which must
+    fail, in seconds."""
+    broken_said: str
+    """What the rejected slot logged."""
+    modes: dict[str, ModeNumbers]
+
+
 Record = (
     ActivationResult
     | UpgradeResult
@@ -423,5 +438,6 @@ Record = (
     | ClientsResult
     | UnitsResult
     | NegativeControlResult
+    | RotationResult
 )
 """Anything a scenario or check records in Env.results."""

@@ -10,6 +10,11 @@
 //! (the idle-close race). Real clients lose those too, which is what a
 //! draining server must avoid.
 //!
+//! With an `https://` URL every mode speaks TLS (rustls), trusting only the
+//! CA given with `--ca`, and offers one ALPN protocol: `http/1.1` for the
+//! HTTP/1 modes, `h2` for HTTP/2 (RFC 9113 §3.2), which the server must
+//! choose.
+//!
 //! HTTP/2 streams the server refused unprocessed (see `is_unprocessed_h2`)
 //! are retried too, counted in `refused_retries`: the protocol guarantees
 //! the server did nothing with them.
@@ -17,6 +22,7 @@
 use std::error::Error as StdError;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -28,9 +34,13 @@ use hyper::client::conn::{http1, http2};
 use hyper::header::{HeaderValue, CONNECTION, HOST};
 use hyper::{Request, Response, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
+use tokio_rustls::TlsConnector;
 
 use crate::stats::{Outcome, Reason};
 
@@ -44,8 +54,8 @@ pub enum Mode {
     /// HTTP/1.1 keep-alive: one connection per worker, reused until the
     /// server says `Connection: close` or closes it.
     KeepAlive,
-    /// HTTP/2 over cleartext (prior knowledge): one connection shared by the
-    /// mode's workers, replaced after GOAWAY.
+    /// HTTP/2 over cleartext (prior knowledge), or over TLS (ALPN h2): one
+    /// connection shared by the mode's workers, replaced after GOAWAY.
     H2,
 }
 
@@ -69,23 +79,85 @@ pub struct Target {
     pub path_and_query: String,
     /// Absolute form, for HTTP/2 (`:scheme`, `:authority`, `:path`).
     pub absolute: Uri,
+    /// For `https://`: the TLS clients and the name the certificate must have.
+    pub tls: Option<Tls>,
+}
+
+/// TLS for an `https://` target.
+pub struct Tls {
+    /// ALPN `http/1.1`.
+    h1: TlsConnector,
+    /// ALPN `h2`.
+    h2: TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("name", &self.name).finish()
+    }
+}
+
+impl Tls {
+    /// Clients that trust only the PEM certificates in `ca`.
+    fn new(ca: &Path, host: &str) -> Result<Tls, String> {
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(ca)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+        }
+        let connector = |alpn: &[u8]| -> Result<TlsConnector, String> {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS client: {e}"))?
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            Ok(TlsConnector::from(Arc::new(config)))
+        };
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
+        Ok(Tls {
+            h1: connector(b"http/1.1")?,
+            h2: connector(b"h2")?,
+            name,
+        })
+    }
 }
 
 impl Target {
-    pub async fn resolve(url: &str) -> Result<Target, String> {
+    /// The target of `url` (`http://` or `https://`); `ca` is required for
+    /// `https://`.
+    pub async fn resolve(url: &str, ca: Option<&Path>) -> Result<Target, String> {
         let uri: Uri = url.parse().map_err(|e| format!("bad --url {url:?}: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!("--url must be http://HOST:PORT/PATH, got {url:?}"));
-        }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(format!(
+                    "--url must be http[s]://HOST:PORT/PATH, got {url:?}"
+                ))
+            }
+        };
         let authority = uri
             .authority()
             .ok_or_else(|| format!("--url has no host: {url:?}"))?
             .clone();
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
         let host = authority
             .host()
             .trim_start_matches('[')
             .trim_end_matches(']');
+        let tls = match (https, ca) {
+            (true, Some(ca)) => Some(Tls::new(ca, host)?),
+            (true, None) => return Err(format!("--url {url:?} is https: give --ca")),
+            (false, _) => None,
+        };
         let addr = tokio::net::lookup_host((host, port))
             .await
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
@@ -99,6 +171,7 @@ impl Target {
             authority: authority.as_str().to_owned(),
             path_and_query,
             absolute: uri,
+            tls,
         })
     }
 }
@@ -299,6 +372,47 @@ async fn connect_tcp(target: &Target) -> Result<TcpStream, Outcome> {
 
 async fn connect_h1(target: &Target) -> Result<http1::SendRequest<Body>, Outcome> {
     let stream = connect_tcp(target).await?;
+    match &target.tls {
+        None => h1_over(stream).await,
+        Some(tls) => h1_over(tls_handshake(&tls.h1, tls, stream, None).await?).await,
+    }
+}
+
+async fn connect_h2(target: &Target) -> Result<http2::SendRequest<Body>, Outcome> {
+    let stream = connect_tcp(target).await?;
+    match &target.tls {
+        None => h2_over(stream).await,
+        Some(tls) => h2_over(tls_handshake(&tls.h2, tls, stream, Some(b"h2")).await?).await,
+    }
+}
+
+/// A TLS handshake on `stream`; `alpn`: the protocol the server must
+/// choose.
+async fn tls_handshake(
+    connector: &TlsConnector,
+    tls: &Tls,
+    stream: TcpStream,
+    alpn: Option<&[u8]>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Outcome> {
+    let stream = connector
+        .connect(tls.name.clone(), stream)
+        .await
+        .map_err(|e| failed(reason_for_io(e.kind()), format!("TLS handshake: {e}")))?;
+    let chosen = stream.get_ref().1.alpn_protocol();
+    if alpn.is_some() && chosen != alpn {
+        let chosen = chosen.map(String::from_utf8_lossy);
+        return Err(failed(
+            Reason::Protocol,
+            format!("TLS: the server chose ALPN {chosen:?}"),
+        ));
+    }
+    Ok(stream)
+}
+
+async fn h1_over<I>(stream: I) -> Result<http1::SendRequest<Body>, Outcome>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| classify_hyper(&e, "HTTP/1 handshake"))?;
@@ -309,8 +423,10 @@ async fn connect_h1(target: &Target) -> Result<http1::SendRequest<Body>, Outcome
     Ok(sender)
 }
 
-async fn connect_h2(target: &Target) -> Result<http2::SendRequest<Body>, Outcome> {
-    let stream = connect_tcp(target).await?;
+async fn h2_over<I>(stream: I) -> Result<http2::SendRequest<Body>, Outcome>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
         .await
         .map_err(|e| classify_hyper(&e, "HTTP/2 handshake"))?;
@@ -455,15 +571,18 @@ mod tests {
 
     #[tokio::test]
     async fn target_parsing() {
-        let t = Target::resolve("http://127.0.0.1:8080/slow?ms=5")
+        let t = Target::resolve("http://127.0.0.1:8080/slow?ms=5", None)
             .await
             .unwrap();
         assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(t.path_and_query, "/slow?ms=5");
         assert_eq!(t.authority, "127.0.0.1:8080");
-        let t = Target::resolve("http://[::1]:9/").await.unwrap();
+        let t = Target::resolve("http://[::1]:9/", None).await.unwrap();
         assert_eq!(t.addr, "[::1]:9".parse().unwrap());
-        assert!(Target::resolve("https://127.0.0.1/").await.is_err());
-        assert!(Target::resolve("not a url").await.is_err());
+        assert!(t.tls.is_none());
+        // https needs the CA to trust.
+        assert!(Target::resolve("https://127.0.0.1/", None).await.is_err());
+        assert!(Target::resolve("ftp://127.0.0.1/", None).await.is_err());
+        assert!(Target::resolve("not a url", None).await.is_err());
     }
 }

@@ -34,9 +34,14 @@ use stats::{ModeStats, Outcome, Reason, Timeline};
     about = "Load probe for hitless upgrade tests"
 )]
 struct Cli {
-    /// What to request, e.g. http://127.0.0.1:8080/ or http://127.0.0.1:8080/slow?ms=3000
+    /// What to request, e.g. http://127.0.0.1:8080/ or http://127.0.0.1:8080/slow?ms=3000;
+    /// https:// speaks TLS in every mode (needs --ca).
     #[arg(long)]
     url: String,
+    /// PEM file of the CA certificates to trust for an https:// URL (and no
+    /// others).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Client mode; repeat for several. Default: all three, concurrently.
     #[arg(long = "mode", value_enum)]
     modes: Vec<Mode>,
@@ -101,7 +106,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<bool, String> {
-    let target = Arc::new(Target::resolve(&cli.url).await?);
+    let target = Arc::new(Target::resolve(&cli.url, cli.ca.as_deref()).await?);
     let mut modes = cli.modes.clone();
     if modes.is_empty() {
         modes = vec![Mode::NewConn, Mode::KeepAlive, Mode::H2];
