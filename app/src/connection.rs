@@ -363,8 +363,18 @@ where
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        self.serve_accepted(io, Instant::now())
+    }
+
+    /// [`serve`](Http::serve) a connection accepted at `accepted` (before a
+    /// TLS handshake, which the first request's header-read timeout then
+    /// covers).
+    pub(crate) fn serve_accepted<I>(self: Arc<Self>, io: I, accepted: Instant) -> Served<I, S>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let activity = Arc::new(Activity::with_server_busy(self.shared.server_busy.clone()));
-        let now = Instant::now();
+        let now = accepted;
         Connection {
             watch: Watch::new(now, activity.marks()),
             drain: self.drain.watch(),

@@ -5,9 +5,9 @@ mod accept;
 mod activation;
 mod activity;
 mod connection;
-mod drain;
 #[cfg(feature = "tls")]
 pub mod credentials;
+mod drain;
 mod error;
 mod listen_addr;
 mod listener;

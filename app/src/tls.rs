@@ -11,7 +11,7 @@
 //! - The handshake is bounded by [`Tls::with_handshake_timeout`] and by
 //!   [`Settings::header_read_timeout`](crate::Settings::header_read_timeout),
 //!   whichever is shorter; the header-read timeout for the first request
-//!   then starts when the handshake is done.
+//!   counts from accept(), so it covers the handshake too.
 //! - A handshake in progress (its ClientHello received) when the drain
 //!   starts is part of the drain: it runs to its end (bounded as above); the
 //!   connection is then served as an idle one is during the drain (a
@@ -264,7 +264,8 @@ impl Handshake {
         B::Error: Into<BoxError>,
         I: AsyncRead + AsyncWrite + TryWrite + Unpin + Send + 'static,
     {
-        let deadline = Instant::now() + self.limit;
+        let accepted = Instant::now();
+        let deadline = accepted + self.limit;
         let drained = async {
             self.drain.started().await;
             tokio::time::sleep(self.idle_grace).await;
@@ -285,7 +286,7 @@ impl Handshake {
             Err(e) => return debug!("TLS handshake failed: {e}"),
         };
         match tokio::time::timeout_at(deadline, handshake).await {
-            Ok(Ok(stream)) => http.serve(CloseNotify(stream)).await,
+            Ok(Ok(stream)) => http.serve_accepted(CloseNotify(stream), accepted).await,
             Ok(Err(e)) => debug!("TLS handshake failed: {e}"),
             Err(_) => debug!(
                 "closing connection: no TLS handshake within {:?}",
