@@ -142,12 +142,20 @@ def spdx(terms: Iterable[str]) -> str:
     return " AND ".join(wrap(t) for t in terms)
 
 
+# C libraries whose sources a crate carries and builds into the binary,
+# with their own licence (the crate's `license` field covers only its Rust):
+# tikv-jemalloc-sys builds jemalloc (BSD-2-Clause, its COPYING).
+C_LIBRARY_LICENSES = {"tikv-jemalloc-sys": "BSD-2-Clause"}
+
+
 def license_tag(meta_all: Dict[str, Any]) -> str:
     own = [p for p in meta_all["packages"] if p["name"] == PACKAGE and p["id"] in meta_all["workspace_members"]]
     own_terms = normalize(own[0]["license"])
     terms: Set[str] = set()
     for p in bundled(meta_all):
         terms.update(normalize(p["license"]))
+        if p["name"] in C_LIBRARY_LICENSES:
+            terms.update(normalize(C_LIBRARY_LICENSES[p["name"]]))
     return spdx(own_terms + sorted(terms - set(own_terms)))
 
 
