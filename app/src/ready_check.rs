@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderValue, CONNECTION, HOST, USER_AGENT};
 use hyper::http::uri::PathAndQuery;
 use hyper::service::Service;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::connection::Http;
 use crate::BoxError;
@@ -83,22 +82,39 @@ where
     }
 }
 
-/// One HTTP/1.1 request on `io`, up to the response head.
+/// Longest response head the check reads.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// One HTTP/1.1 request on `io`, up to the response head (parsed with
+/// httparse, as hyper does; a client connection of hyper's own would cost
+/// every server response a check of its own, its `client` feature).
 async fn exchange(
-    io: tokio::io::DuplexStream,
+    mut io: tokio::io::DuplexStream,
     path: &PathAndQuery,
 ) -> Result<StatusCode, BoxError> {
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake::<_, String>(TokioIo::new(io)).await?;
-    let conn = tokio::spawn(conn);
     // Origin form with a Host (RFC 9112 §3.2); the connection closes after
     // the answer.
-    let request = Request::get(path.as_str())
-        .header(HOST, HeaderValue::from_static("localhost"))
-        .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE))
-        .header(CONNECTION, HeaderValue::from_static("close"))
-        .body(String::new())?;
-    let response = sender.send_request(request).await;
-    conn.abort();
-    Ok(response?.status())
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: {USER_AGENT_VALUE}\r\nConnection: close\r\n\r\n",
+        path.as_str()
+    );
+    io.write_all(request.as_bytes()).await?;
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = io.read(&mut buf).await?;
+        if n == 0 {
+            return Err("the connection closed before a whole response head".into());
+        }
+        head.extend_from_slice(&buf[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        if let httparse::Status::Complete(_) = response.parse(&head)? {
+            let code = response.code.ok_or("a response head without a status")?;
+            return Ok(StatusCode::from_u16(code)?);
+        }
+        if head.len() > MAX_HEAD {
+            return Err("a response head longer than 64 KiB".into());
+        }
+    }
 }

@@ -204,7 +204,9 @@ where
                     }
                     return Poll::Pending;
                 };
-                *this.work = None;
+                if this.work.is_some() {
+                    *this.work = None;
+                }
                 let (parts, body) = result?.into_parts();
                 (parts, Some(body))
             }
