@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::sync::futures::OwnedNotified;
@@ -61,7 +61,7 @@ impl Drain {
     pub(crate) fn watch(&self) -> DrainWatch {
         DrainWatch {
             notified: self.0.wake.clone().notified_owned(),
-            waker: None,
+            registered: false,
             drain: self.clone(),
         }
     }
@@ -70,14 +70,15 @@ impl Drain {
 pin_project! {
     /// Wakes one connection's task when the drain starts.
     ///
-    /// [`DrainWatch::poll_started`] is cheap when called on every poll: the
-    /// waiter is (re)registered only when the task's waker changed, which
-    /// for a task spawned on tokio happens once.
+    /// [`DrainWatch::poll_started`] is cheap when called on every poll: it
+    /// registers the task's waker on its first call only. A connection is
+    /// polled by the one task it runs in (spawned by the accept loop or
+    /// the ready check, or awaited inside the TLS handshake's), whose
+    /// waker does not change.
     pub(crate) struct DrainWatch {
         #[pin]
         notified: OwnedNotified,
-        // The waker the registration holds.
-        waker: Option<Waker>,
+        registered: bool,
         drain: Drain,
     }
 }
@@ -90,15 +91,13 @@ impl DrainWatch {
         if this.drain.is_started() {
             return true;
         }
-        if !this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            // Registers with this waker; the flag is set before the
-            // notification, so checking it after registering loses no wake.
-            if this.notified.poll(cx) == Poll::Ready(()) {
-                return true;
-            }
-            *this.waker = Some(cx.waker().clone());
+        if *this.registered {
+            return false;
         }
-        this.drain.is_started()
+        // Registers with this waker; the flag is set before the
+        // notification, so checking it after registering loses no wake.
+        *this.registered = true;
+        this.notified.poll(cx) == Poll::Ready(()) || this.drain.is_started()
     }
 }
 

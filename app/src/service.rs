@@ -196,7 +196,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let (mut parts, body) = match this.state.project() {
+        let mut response = match this.state.project() {
             StateProj::Calling { future } => {
                 let Poll::Ready(result) = future.poll(cx) else {
                     if this.work.is_none() {
@@ -207,38 +207,38 @@ where
                 if this.work.is_some() {
                     *this.work = None;
                 }
-                let (parts, body) = result?.into_parts();
-                (parts, Some(body))
+                let in_flight = this.in_flight.take();
+                result?.map(|body| Tracked {
+                    body: Some(body),
+                    work: None,
+                    in_flight,
+                })
             }
             StateProj::Rejected => {
-                let (mut parts, ()) = Response::new(()).into_parts();
-                parts.status = StatusCode::BAD_REQUEST;
-                parts
-                    .headers
+                let mut response = Response::new(Tracked {
+                    body: None,
+                    work: None,
+                    in_flight: this.in_flight.take(),
+                });
+                *response.status_mut() = StatusCode::BAD_REQUEST;
+                response
+                    .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));
-                (parts, None)
+                response
             }
         };
         if let Some(shared) = this.shared.as_ref() {
             // Checked when the response is ready, not when the request
             // came: a request in flight at the signal is answered, then
             // closes.
+            let headers = response.headers_mut();
             if shared.drain.is_started() {
-                parts
-                    .headers
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            } else if *this.keep_alive && !has_token(&parts.headers, "close") {
-                parts.headers.insert(KEEP_ALIVE, shared.keep_alive.clone());
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            } else if *this.keep_alive && !has_token(headers, "close") {
+                headers.insert(KEEP_ALIVE, shared.keep_alive.clone());
             }
         }
-        Poll::Ready(Ok(Response::from_parts(
-            parts,
-            Tracked {
-                body,
-                work: None,
-                in_flight: this.in_flight.take(),
-            },
-        )))
+        Poll::Ready(Ok(response))
     }
 }
 
