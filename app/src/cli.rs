@@ -33,7 +33,7 @@ pub struct Cli {
 
     /// Hard deadline for the whole drain after SIGTERM. Keep it below the
     /// unit's TimeoutStopSec= so systemd never has to SIGKILL us.
-    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_positive_duration)]
     pub drain_timeout: Duration,
 
     /// During the drain, how long a connection with nothing in flight stays

@@ -15,8 +15,9 @@ use crate::signals::StopSignal;
 ///
 /// [`Error::exit_code`] maps each kind to a process exit code: 1 runtime, 3
 /// bad socket-activation environment, 4 nothing to listen on, 5 drain cut
-/// short, 7 TLS certificate or key unusable. 0 is a clean exit after a
-/// complete drain and 2 is left to the command line parser for usage errors
+/// short, 6 not ready, 7 TLS certificate or key unusable. 0 is a clean exit
+/// after the drain (complete, or ended at its deadline with only stalled
+/// peers left) and 2 is left to the command line parser for usage errors
 /// (clap's convention), so a service built on this library can document one
 /// table.
 #[derive(Debug, Error)]
@@ -46,7 +47,8 @@ pub enum Error {
         /// The system error.
         source: io::Error,
     },
-    /// The drain did not finish: connections that were still open were cut.
+    /// The drain did not finish while the service was still working, or a
+    /// second signal ended it: connections that were still open were cut.
     /// Exit code 5.
     #[error("drain ended ({cause}) with {open} connection(s) still open; they were cut")]
     DrainCut {

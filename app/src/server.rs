@@ -172,8 +172,11 @@ impl Server {
     ///
     /// While serving, a connection is closed when it delivers no complete
     /// request head within [`Settings::header_read_timeout`], or stays idle
-    /// for [`Settings::keepalive_timeout`]; HTTP/2 peers that stop answering
-    /// PINGs are dropped ([`Settings::http2_keepalive_interval`]). When
+    /// for [`Settings::keepalive_timeout`], or its peer takes no byte of a
+    /// ready response for [`Settings::send_timeout`]; TCP keep-alive
+    /// ([`Settings::tcp_keepalive`]) finds peers whose host has gone, and
+    /// HTTP/2 PINGs, when turned on, peers that stop answering
+    /// ([`Settings::http2_keepalive_interval`]). When
     /// hyper closes a connection, unread request bytes are read and
     /// discarded for a bounded time first (a lingering close, RFC 9112
     /// §9.6), so a response sent before its request body was read reaches
@@ -183,9 +186,13 @@ impl Server {
     /// [`Server::from_env`].
     ///
     /// # Errors
-    /// [`Error::NotReady`] when the ready check fails; [`Error::DrainCut`] when [`Settings::drain_timeout`] passed or a
-    /// second signal came with connections still open (they are closed when
-    /// the runtime is dropped); [`Error::Runtime`] when a signal handler
+    /// [`Error::NotReady`] when the ready check fails; [`Error::DrainCut`]
+    /// when [`Settings::drain_timeout`] passed with the service still
+    /// working on a request, or a second signal came with connections still
+    /// open (they are closed when the runtime is dropped). A deadline that
+    /// passes when only peers are left (they stopped reading, or never sent
+    /// a whole request: see [`Settings::send_timeout`]) cuts them with one
+    /// warning and returns `Ok`; [`Error::Runtime`] when a signal handler
     /// cannot be installed or a socket cannot be registered with tokio.
     pub async fn serve<S, B>(self, service: S) -> Result<(), Error>
     where
@@ -297,11 +304,18 @@ impl Server {
         tokio::pin!(done);
         let cause = loop {
             tokio::select! {
+                // A drain that is over wins over a signal or the deadline
+                // that came at the same time.
+                biased;
                 _ = &mut done => {
                     info!("drain complete, exiting");
                     return Ok(());
                 }
                 _ = &mut deadline => {
+                    if connections.is_empty() {
+                        info!("drain complete, exiting");
+                        return Ok(());
+                    }
                     if http.server_busy() == 0 {
                         // Only peers are left: every request the service
                         // was given is answered, and what remains waits
@@ -316,7 +330,13 @@ impl Server {
                     }
                     break DrainCut::Deadline(settings.drain_timeout);
                 }
-                sig = signals.next() => break DrainCut::SignalAgain(sig),
+                sig = signals.next() => {
+                    if connections.is_empty() {
+                        info!("drain complete, exiting");
+                        return Ok(());
+                    }
+                    break DrainCut::SignalAgain(sig);
+                }
                 _ = status_tick.tick() => {
                     notify::status(&format!("Draining {} connection(s)", connections.len()));
                 }

@@ -99,7 +99,7 @@ def bad_build_rejected(env: Env, kind: str) -> BadBuildResult:
             t0 = time.monotonic()
             env.upgrade_to(good)
             next_s = time.monotonic() - t0
-            probe.wait_seen([cur, good])
+            probe.wait_seen([cur, good], lossy=lossy)
             time.sleep(env.hold)
         finally:
             stopped = probe.stop()
