@@ -134,9 +134,12 @@ def check_units_and_licences(r: RpmRun) -> None:
     crates = [ln.split(" v") for ln in vendored if ln.strip()]
     provides = set(qp("--provides", r.main_rpm("v1")).splitlines())
     for name, version in crates:
+        # As the spec writes it: SemVer build metadata (+...) dropped (it
+        # does not order versions), pre-release dashes as RPM's tilde.
+        rpm_version = version.split("+", 1)[0].replace("-", "~")
         need(
-            f"bundled(crate({name})) = {version.replace('-', '~')}" in provides,
-            f"no Provides: bundled(crate({name})) = {version}",
+            f"bundled(crate({name})) = {rpm_version}" in provides,
+            f"no Provides: bundled(crate({name})) = {rpm_version}",
         )
         texts = lic / "bundled-licenses" / f"{name}-{version}"
         need(texts.is_dir() and any(texts.iterdir()), f"no licence text for {name} {version}")
