@@ -87,21 +87,11 @@ fn read_all(mut s: TcpStream) -> (usize, bool, bool) {
     (responses, last_closes, orderly)
 }
 
-fn start(listener: &std::net::TcpListener, args: &[&str]) -> Hitless {
-    let mut launch = Launch::with_listener(listener).with_notify();
-    for a in args {
-        launch = launch.arg(a);
-    }
-    let server = launch.spawn();
-    server.wait_ready();
-    server
-}
-
 #[test]
 fn the_drain_waits_until_a_slow_reader_has_every_answer_written() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let mut server = start(&listener, &[]);
+    let mut server = serve_with(&listener, &[]);
     let s = pipeline(addr);
     thread::sleep(Duration::from_millis(500));
     server.sigterm();
@@ -129,7 +119,7 @@ fn control_a_send_timeout_shorter_than_the_reader_cuts_its_answers() {
     // above must (and does) tell.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let mut server = start(&listener, &["--send-timeout", "1s"]);
+    let mut server = serve_with(&listener, &["--send-timeout", "1s"]);
     let s = pipeline(addr);
     thread::sleep(Duration::from_millis(500));
     server.sigterm();
@@ -146,7 +136,7 @@ fn a_peer_that_stops_reading_is_closed_after_the_send_timeout() {
     // never sent.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(&listener, &["--send-timeout", "2s"]);
+    let _server = serve_with(&listener, &["--send-timeout", "2s"]);
     let s = pipeline(addr);
     thread::sleep(Duration::from_secs(5));
     let (responses, _, _) = read_all(s);
@@ -159,7 +149,7 @@ fn a_peer_that_stops_reading_is_closed_after_the_send_timeout() {
     // answer comes once the peer reads.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(&listener, &[]);
+    let _server = serve_with(&listener, &[]);
     let mut s = pipeline(addr);
     thread::sleep(Duration::from_secs(5));
     s.set_read_timeout(Some(EXIT)).unwrap();
@@ -179,7 +169,7 @@ fn a_peer_that_stops_reading_is_closed_after_the_send_timeout() {
 fn an_http2_peer_with_a_zero_window_is_closed_after_the_send_timeout() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(&listener, &["--send-timeout", "2s"]);
+    let _server = serve_with(&listener, &["--send-timeout", "2s"]);
     let mut s = TcpStream::connect(addr).unwrap();
     // SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 0: the server may send no DATA.
     let settings = [0, 0, 6, 0x4, 0, 0, 0, 0, 0, 0, 0x4, 0, 0, 0, 0];
@@ -203,7 +193,7 @@ fn an_http2_peer_with_a_zero_window_is_closed_after_the_send_timeout() {
 fn a_drain_cut_only_by_stalled_peers_exits_0_one_cut_while_serving_exits_5() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let mut server = start(
+    let mut server = serve_with(
         &listener,
         &["--drain-timeout", "2s", "--send-timeout", "60s"],
     );
@@ -220,7 +210,7 @@ fn a_drain_cut_only_by_stalled_peers_exits_0_one_cut_while_serving_exits_5() {
     // Control: the service itself is still working at the deadline.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let mut server = start(&listener, &["--drain-timeout", "2s"]);
+    let mut server = serve_with(&listener, &["--drain-timeout", "2s"]);
     let mut c = Http1::connect(addr).unwrap();
     c.send("/slow?ms=20000").unwrap();
     thread::sleep(Duration::from_millis(300));

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::Duration;
 
@@ -22,16 +22,6 @@ const BOUND: Duration = Duration::from_secs(20);
 /// response), which is after (or, for the end of a response, just before)
 /// the moment the test starts its clock.
 const SLACK: Duration = Duration::from_millis(500);
-
-fn start(listener: &TcpListener, args: &[&str]) -> Hitless {
-    let mut launch = Launch::with_listener(listener).with_notify();
-    for a in args {
-        launch = launch.arg(a);
-    }
-    let server = launch.spawn();
-    server.wait_ready();
-    server
-}
 
 /// A new connection that has sent `bytes`.
 fn connect_and_send(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
@@ -56,7 +46,7 @@ fn assert_closed_after(s: &mut TcpStream, not_before: Duration, what: &str) {
 fn connections_without_a_request_head_are_closed_whatever_the_protocol() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(&listener, &["--header-read-timeout", "1s"]);
+    let _server = serve_with(&listener, &["--header-read-timeout", "1s"]);
     let stalls: [(&str, Vec<u8>); 4] = [
         ("silent", Vec::new()),
         ("half an HTTP/1 head", b"GET / HTTP/1.1\r\nHo".to_vec()),
@@ -83,7 +73,7 @@ fn slow_but_complete_clients_are_served() {
     // Heads sent in pieces over about a second, well inside a 4 s limit.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(&listener, &["--header-read-timeout", "4s"]);
+    let _server = serve_with(&listener, &["--header-read-timeout", "4s"]);
 
     let http1 = thread::spawn(move || {
         let head = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
@@ -114,7 +104,7 @@ fn slow_but_complete_clients_are_served() {
 fn idle_http2_connections_are_closed_after_the_keepalive_timeout() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(&listener, &["--keepalive-timeout", "2s"]);
+    let _server = serve_with(&listener, &["--keepalive-timeout", "2s"]);
     let mut s = connect_and_send(
         addr,
         &[
@@ -134,7 +124,7 @@ fn http2_pings_find_a_dead_peer_with_a_stream_open() {
     // nor answers anything: only the keep-alive PING can tell it is gone.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(
+    let _server = serve_with(
         &listener,
         &[
             "--http2-keepalive-interval",
@@ -160,7 +150,7 @@ fn http2_pings_find_a_dead_peer_with_a_stream_open() {
 fn idle_keep_alive_outlives_the_header_read_timeout() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(&listener, &["--header-read-timeout", "1s"]);
+    let _server = serve_with(&listener, &["--header-read-timeout", "1s"]);
     let mut c = Http1::connect(addr).unwrap();
     assert_eq!(c.get("/").unwrap().status, 200);
     thread::sleep(Duration::from_millis(2500));
@@ -172,7 +162,7 @@ fn idle_keep_alive_outlives_the_header_read_timeout() {
 fn idle_keep_alive_is_closed_after_the_keepalive_timeout() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(
+    let _server = serve_with(
         &listener,
         &["--header-read-timeout", "1s", "--keepalive-timeout", "3s"],
     );
@@ -189,7 +179,7 @@ fn a_started_head_on_a_keep_alive_connection_has_the_header_read_timeout() {
     // the header-read timeout applies.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(&listener, &["--header-read-timeout", "1s"]);
+    let _server = serve_with(&listener, &["--header-read-timeout", "1s"]);
     let mut c = Http1::connect(addr).unwrap();
     assert_eq!(c.get("/").unwrap().status, 200);
     thread::sleep(Duration::from_millis(2000));
@@ -203,7 +193,7 @@ fn a_started_head_on_a_keep_alive_connection_has_the_header_read_timeout() {
 fn keep_alive_responses_announce_the_timeout() {
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(&listener, &[]);
+    let _server = serve_with(&listener, &[]);
     let r = get(addr, "/healthz").unwrap();
     assert!(!r.closes());
     // RFC 2068 §19.7.1.1; whole seconds, the default 75 s.
@@ -229,7 +219,7 @@ fn an_idle_keep_alive_connection_released_to_save_memory_serves_its_next_request
     // request, whole or arriving in pieces, builds a new hyper connection.
     let listener = tcp_listener();
     let addr = listener.local_addr().unwrap();
-    let _server = start(
+    let mut server = serve_with(
         &listener,
         &["--header-read-timeout", "1s", "--keepalive-timeout", "8s"],
     );
@@ -254,4 +244,12 @@ fn an_idle_keep_alive_connection_released_to_save_memory_serves_its_next_request
     assert_eq!(c.recv().unwrap().status, 200);
     // And still closed for the keep-alive timeout in the end.
     assert_closed_after(c.stream(), Duration::from_secs(8), "parked keep-alive");
+    // The buffers were released in between, both times (the debug log the
+    // harness turns on says so), so the requests above were served by
+    // connections rebuilt from a parked socket.
+    server.sigterm();
+    server.wait_exit(BOUND);
+    let log = server.stderr();
+    let parked = log.matches("hyper's connection released").count();
+    assert!(parked >= 2, "parked {parked} time(s), not twice:\n{log}");
 }

@@ -60,7 +60,15 @@ pub fn free_addr() -> SocketAddr {
 /// hitless activated on `listener` (the test keeps it, as PID 1 does),
 /// returned once it said `READY=1`.
 pub fn serve(listener: &TcpListener) -> Hitless {
-    let server = Launch::with_listener(listener).with_notify().spawn();
+    serve_with(listener, &[])
+}
+
+/// Like [`serve`], with these command line arguments.
+pub fn serve_with(listener: &TcpListener, args: &[&str]) -> Hitless {
+    let server = Launch::with_listener(listener)
+        .with_notify()
+        .args(args)
+        .spawn();
     server.wait_ready();
     server
 }
