@@ -45,7 +45,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,7 @@ from pathlib import Path
 
 from ..errors import EXIT_CANNOT_RUN, EXIT_FAILED, CannotRun
 from ..log import Interrupted, die, install_signal_handlers, log, set_tag
+from .host import free_port, wait_port
 from .memory import BURST, CONNECTIONS, IDLE_WAIT, SETTLE, Memory, measure_memory
 
 SMALL, LARGE = 2_000, 12_000
@@ -129,27 +129,6 @@ class Results:
         return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    """Until something accepts on `port` (a bare connect: no request)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
-
-
 def client_argv(mode: str, url: str, n: int) -> list[str]:
     if mode == "keep-alive":
         return ["h2load", "--h1", "-c8", f"-n{n}", url]
@@ -186,7 +165,7 @@ def count_one(server: Server, mode: str, n: int, work: Path) -> int:
     with (work / "server.log").open("ab") as log_f:
         proc = subprocess.Popen([*vg, *argv], stdout=log_f, stderr=log_f, env=env)
         try:
-            wait_listening(port, proc)
+            wait_port(port, proc, timeout=60)
             url = f"http://127.0.0.1:{port}{server.path}"
             r = subprocess.run(
                 client_argv(mode, url, n), capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False

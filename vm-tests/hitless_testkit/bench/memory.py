@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .host import wait_port
+
 IDLE_WAIT = 25.0
 """Seconds the connections sit idle before the resident set is read."""
 SETTLE = 5.0
@@ -98,15 +100,7 @@ def measure_memory(name: str, argv: list[str], port: int) -> Memory:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TOKIO_WORKER_THREADS": "1", "RUST_LOG": "warn"}
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"{name} does not listen on {port}") from None
-                time.sleep(0.05)
+        wait_port(port, proc, timeout=20)
         time.sleep(2)
         mem = Memory(name, rss_kb(proc.pid))
         for label, http2 in (("HTTP/1.1", False), ("h2c", True)):
