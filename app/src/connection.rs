@@ -27,6 +27,16 @@
 //! "since the last activity" is met late by up to [`PRECISION`] of its
 //! length (the keep-alive timeout) or by up to one idle grace, never early.
 //!
+//! An HTTP/1 connection found quiet by its timer is parked: hyper's
+//! connection is ended without closing the socket (freeing its read and
+//! write buffers, 16 KiB), and the socket's next bytes are replayed into a
+//! new one. HTTP/2 connections keep their state (and the h2 crate's
+//! buffers).
+//!
+//! A response the service has produced is in flight until the socket took
+//! it; a connection whose peer takes no byte of it for the send timeout is
+//! closed, during the drain and outside it.
+//!
 //! When the drain starts, an HTTP/2 connection gets GOAWAY at once (hyper:
 //! GOAWAY, PING round trip, final GOAWAY), so its client moves to a new
 //! connection. A connection with a request in flight (HTTP/2: a stream
@@ -320,7 +330,7 @@ impl<S> Http<S> {
             // Copy each response into one buffer and write it with one
             // write(2), instead of a writev(2) of the head and the body's
             // chunks: for the small responses most services send, about
-            // 450 instructions a response fewer (docs/bench.md); a large
+            // 450 instructions a response fewer (bench/instructions); a large
             // body costs a copy at memory speed, 64 KiB at a time. What
             // hyper picks anyway for transports without vectored writes
             // (TLS).

@@ -298,7 +298,7 @@ def section(res: Results) -> str:
             f"Measured {res.when} by `bench/instructions` ({res.valgrind}, {res.machine}). User-space "
             "instructions of the whole server process, counted by callgrind: (I(12,000 requests) − "
             "I(2,000 requests)) / 10,000, one tokio worker thread, one nginx worker. Counts repeat "
-            "within about 0.3 % from run to run whatever else the machine does, so CI runs "
+            "within about 0.5 % from run to run whatever else the machine does, so CI runs "
             "`bench/instructions --check` and fails when hitless (library) exceeds the limit. Ratios "
             "in parentheses are to the minimal hyper server of the same run. Clients: `h2load --h1 -c8` "
             "(keep-alive), `h2load -c8 -m10` (h2c), `ab -c8` (new connection per request); per "
