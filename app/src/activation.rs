@@ -112,10 +112,8 @@ pub(crate) fn parse(
     let Some(fds) = listen_fds else {
         return Ok(Activation::NotActivated);
     };
-    let count: u32 = fds
-        .trim()
-        .parse()
-        .map_err(|_| ActivationError::BadCount(fds.to_owned()))?;
+    // LISTEN_PID first, as sd_listen_fds(3) does: variables meant for
+    // another process are not ours to judge, however garbled.
     match listen_pid.map(str::trim) {
         None | Some("") => {
             return Ok(Activation::NotForUs(
@@ -136,6 +134,10 @@ pub(crate) fn parse(
             }
         },
     }
+    let count: u32 = fds
+        .trim()
+        .parse()
+        .map_err(|_| ActivationError::BadCount(fds.to_owned()))?;
     if count == 0 || count > MAX_LISTEN_FDS {
         return Err(ActivationError::CountOutOfRange(count));
     }
@@ -306,10 +308,19 @@ mod tests {
     }
 
     #[test]
-    fn garbage_count_wins_over_foreign_pid() {
-        // A garbled LISTEN_FDS is a configuration error whoever it was for.
+    fn foreign_pid_wins_over_garbage_count() {
+        // Variables meant for another process are not ours to judge
+        // (sd_listen_fds(3) checks LISTEN_PID first).
+        for bad in ["x", "0", "5000"] {
+            let got = parse(Some(bad), Some("1"), None, PID);
+            assert!(
+                matches!(&got, Ok(Activation::NotForUs(why)) if why.contains("LISTEN_PID=1")),
+                "LISTEN_FDS={bad:?}: {got:?}"
+            );
+        }
+        // Ours and garbled is an error.
         assert_eq!(
-            parse(Some("x"), Some("1"), None, PID),
+            parse(Some("x"), Some("4242"), None, PID),
             Err(ActivationError::BadCount("x".into()))
         );
     }
