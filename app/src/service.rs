@@ -125,6 +125,8 @@ where
 struct Head {
     /// `Host` field lines.
     hosts: u8,
+    /// A `Host` field value that is not `uri-host [ ":" port ]`.
+    bad_host: bool,
     /// A `Connection` field lists `close`.
     close: bool,
     /// A `Connection` field lists `keep-alive`.
@@ -137,6 +139,7 @@ impl Head {
         for (name, value) in req.headers() {
             if name == HOST {
                 head.hosts = head.hosts.saturating_add(1);
+                head.bad_host |= !valid_host(value.as_bytes());
             } else if name == CONNECTION {
                 head.close |= lists(value, "close");
                 head.keep_alive |= lists(value, "keep-alive");
@@ -157,11 +160,50 @@ impl Head {
     }
 
     /// Whether the request breaks RFC 9112 §3.2: an HTTP/1.1 request
-    /// without `Host`, or any request with more than one. Answered 400 by
-    /// the server, never seen by the service.
+    /// without `Host`, or any request with more than one `Host` field line
+    /// or an invalid `Host` value. Answered 400 by the server, never seen by
+    /// the service.
     fn host_error(&self, version: Version) -> bool {
-        self.hosts > 1 || (self.hosts == 0 && version == Version::HTTP_11)
+        self.hosts > 1 || self.bad_host || (self.hosts == 0 && version == Version::HTTP_11)
     }
+}
+
+/// Whether `value` is a `Host` field value: `uri-host [ ":" port ]`
+/// (RFC 9110 §7.2), `uri-host` being an IP-literal in brackets or a
+/// reg-name/IPv4address (RFC 3986 §3.2.2), `port` digits (§3.2.3). Empty is
+/// valid: a target URI without authority (RFC 9112 §3.2). So `a, b` (two
+/// hosts folded into one line) is not.
+fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = if value.first() == Some(&b'[') {
+        match value.iter().position(|&b| b == b']') {
+            Some(end) => (&value[1..end], &value[end + 1..]),
+            None => return false,
+        }
+    } else {
+        match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon..]),
+            None => (value, &[][..]),
+        }
+    };
+    let literal = value.first() == Some(&b'[');
+    let host_ok = host.iter().enumerate().all(|(i, &b)| match b {
+        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => true,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => true,
+        b'%' => {
+            !literal
+                && host
+                    .get(i + 1..i + 3)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        }
+        b':' => literal,
+        _ => false,
+    });
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    host_ok && port_ok && !(literal && host.is_empty())
 }
 
 pin_project! {
@@ -356,6 +398,43 @@ mod tests {
         assert!(host_error(Version::HTTP_10, &["a", "b"]));
         // HTTP/2 carries the authority in :authority (RFC 9113 §8.3.1).
         assert!(!host_error(Version::HTTP_2, &[]));
+        // One line, two hosts: not a Host value (RFC 9110 §7.2).
+        assert!(host_error(Version::HTTP_11, &["a, b"]));
+    }
+
+    #[test]
+    fn host_values_as_rfc_3986_section_3_2_2_says() {
+        for ok in [
+            "",
+            "example.com",
+            "example.com:8080",
+            "example.com:",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "caf%C3%A9.example",
+            "a,b",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok:?}");
+        }
+        for bad in [
+            "a, b",
+            "a b",
+            "user@example.com",
+            "example.com:80x",
+            "example.com:80:81",
+            "[::1",
+            "[]",
+            "[::1]x",
+            "a%2",
+            "a%zz",
+            "a/b",
+            "a\tb",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?}");
+        }
     }
 
     #[test]

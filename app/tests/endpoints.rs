@@ -162,3 +162,26 @@ fn curl_uploading_a_large_body_gets_the_early_response() {
         );
     }
 }
+
+#[test]
+fn host_field_as_rfc_9112_section_3_2_says() {
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let _server = serve(&listener);
+
+    let status = |host_lines: &str| {
+        let raw = format!("GET /healthz HTTP/1.1\r\n{host_lines}Connection: close\r\n\r\n");
+        status_line(&exchange(addr, raw.as_bytes())).to_owned()
+    };
+    for ok in ["Host: t\r\n", "Host: [::1]:8080\r\n", "Host:\r\n"] {
+        assert!(status(ok).contains(" 200 "), "{ok:?}: {}", status(ok));
+    }
+    for bad in [
+        "",
+        "Host: a\r\nHost: a\r\n",
+        "Host: a, b\r\n",
+        "Host: user@t\r\n",
+    ] {
+        assert!(status(bad).contains(" 400 "), "{bad:?}: {}", status(bad));
+    }
+}
