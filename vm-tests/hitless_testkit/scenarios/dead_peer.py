@@ -6,14 +6,9 @@ from __future__ import annotations
 import shlex
 import time
 
-from .env import Env, ScenarioFailed, live_slot, other_version, served, wait_slot_inactive
+from .env import UPGRADE_BOUND_S, Env, ScenarioFailed, live_slot, other_version, served, wait_slot_inactive
 from .probe import Probe, latency_bound_ms, steady_p99_ms
 from .records import DeadPeerResult, mode_numbers
-
-UPGRADE_BOUND_S = 1.0
-"""An upgrade must not wait for the old version's drain: it returns within
-this many seconds after the new version's probation window (Env.probation_s)
-even when a peer holds the old version's connection."""
 
 DEAD_PEER_UNIT = "hitless-dead-h2-peer"
 

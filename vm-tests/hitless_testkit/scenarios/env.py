@@ -37,6 +37,11 @@ SLOTS = ("hitless@blue.service", "hitless@green.service", "hitless@red.service")
 """The slots hitless runs in; all are passed hitless.socket."""
 SLOTS_HELPER = "/usr/libexec/hitless/hitless-slots"
 
+UPGRADE_BOUND_S = 1.0
+"""An upgrade must not wait for an old version's drain: it returns within
+this many seconds after the new version's probation window (Env.probation_s)
+whatever the old versions still hold."""
+
 LATENCY_SLACK_MS = 50.0
 """During an upgrade, new requests may take at most twice the steady-state
 p99 plus this much: they must not wait for the old version's drain."""
@@ -103,10 +108,10 @@ class Env:
     a second after its start, again and again). Each value is a name
     `attempt` accepts."""
     slots_status: str = f"{SLOTS_HELPER} status"
+    """The command that shows which slot and version serve."""
     probation_s: float = 3.0
     """The platform's probation window (HITLESS_PROBATION_SEC): a reload
     returns no sooner, whatever the old version still holds."""
-    """The command that shows which slot and version serve."""
     versions: Sequence[str] = ("1.0.0", "2.0.0")
     url: str = "http://127.0.0.1:8080"
     """Base URL of the service as the client reaches it (no trailing /)."""

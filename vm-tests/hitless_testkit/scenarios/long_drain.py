@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import time
 
-from .env import Env, ScenarioFailed, live_slot, other_version, served, slot_states, wait_slot_inactive
+from .env import (
+    UPGRADE_BOUND_S,
+    Env,
+    ScenarioFailed,
+    live_slot,
+    other_version,
+    served,
+    slot_states,
+    wait_slot_inactive,
+)
 from .probe import Probe
 from .records import LongDrainReloadsResult, mode_numbers
 
@@ -12,8 +21,9 @@ from .records import LongDrainReloadsResult, mode_numbers
 def reloads_behind_long_request(env: Env, slow_ms: int = 15000) -> LongDrainReloadsResult:
     """A request of `slow_ms` is in flight on the serving slot; upgrade, and
     upgrade again at once. The second upgrade must not wait for the first
-    one's old slot to drain: when it returns, that slot is still draining
-    (its request not cut), and the newest build serves in a third process.
+    one's old slot to drain: it returns within UPGRADE_BOUND_S after the
+    probation window, that slot is still draining (its request not cut),
+    and the newest build serves in a third process.
     The long request is answered in full, no request of the probe fails,
     and no slot is left failed."""
     s = env.server
@@ -46,6 +56,12 @@ def reloads_behind_long_request(env: Env, slow_ms: int = 15000) -> LongDrainRelo
                 f"upgrades behind a {slow_ms} ms request: {first_s:.2f}s, then {second_s:.2f}s; "
                 f"draining when the second returned: {draining}; pids {first.pid} {second.pid} {third.pid}"
             )
+            for n, took in (("first", first_s), ("second", second_s)):
+                if took > env.probation_s + UPGRADE_BOUND_S:
+                    raise ScenarioFailed(
+                        f"the {n} upgrade took {took:.2f}s, more than the probation window "
+                        f"({env.probation_s}s) + {UPGRADE_BOUND_S}s: it waited for a drain"
+                    )
             if oldest.unit not in draining:
                 raise ScenarioFailed(
                     f"when the second upgrade returned, {oldest.unit} (holding the {slow_ms} ms request) was "
