@@ -174,37 +174,77 @@ impl Head {
 /// valid: a target URI without authority (RFC 9112 §3.2). So `a, b` (two
 /// hosts folded into one line) is not.
 fn valid_host(value: &[u8]) -> bool {
-    let (host, port) = if value.first() == Some(&b'[') {
-        match value.iter().position(|&b| b == b']') {
-            Some(end) => (&value[1..end], &value[end + 1..]),
-            None => return false,
+    let rest = if value.first() == Some(&b'[') {
+        let Some(end) = value.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        // IPv6address / IPvFuture: hex digits, ".", ":", "v" and
+        // unreserved or sub-delims; no percent-encoding.
+        let inside = &value[1..end];
+        if inside.is_empty()
+            || !inside
+                .iter()
+                .all(|&b| b == b':' || REG_NAME[usize::from(b)])
+        {
+            return false;
         }
+        &value[end + 1..]
     } else {
-        match value.iter().position(|&b| b == b':') {
-            Some(colon) => (&value[..colon], &value[colon..]),
-            None => (value, &[][..]),
+        let mut at = 0;
+        while let Some(&b) = value.get(at) {
+            if REG_NAME[usize::from(b)] {
+                at += 1;
+            } else if b == b'%'
+                && value
+                    .get(at + 1..at + 3)
+                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            {
+                // pct-encoded (RFC 3986 §2.1).
+                at += 3;
+            } else {
+                break;
+            }
         }
+        &value[at..]
     };
-    let literal = value.first() == Some(&b'[');
-    let host_ok = host.iter().enumerate().all(|(i, &b)| match b {
-        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => true,
-        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => true,
-        b'%' => {
-            !literal
-                && host
-                    .get(i + 1..i + 3)
-                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
-        }
-        b':' => literal,
-        _ => false,
-    });
-    let port_ok = match port.split_first() {
+    match rest.split_first() {
         None => true,
-        Some((b':', digits)) => digits.iter().all(u8::is_ascii_digit),
+        Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
         Some(_) => false,
-    };
-    host_ok && port_ok && !(literal && host.is_empty())
+    }
 }
+
+/// The bytes of a reg-name but percent-encoding: unreserved and sub-delims
+/// (RFC 3986 §2.2, §2.3, §3.2.2), as a table (one lookup per byte).
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(
+            b as u8,
+            b'A'..=b'Z'
+                | b'a'..=b'z'
+                | b'0'..=b'9'
+                | b'-'
+                | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        );
+        b += 1;
+    }
+    table
+};
 
 pin_project! {
     /// The response of [`DrainAware`]: the service's, with the headers the
