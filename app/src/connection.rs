@@ -52,10 +52,13 @@
 
 use std::fmt;
 use std::future::Future;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
+
+use bytes::BytesMut;
 
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::{http1, http2};
@@ -71,7 +74,7 @@ use crate::activity::{Activity, Marks};
 use crate::drain::{Drain, DrainWatch};
 use crate::service::{keep_alive_header, DrainAware, Shared};
 use crate::settings::Settings;
-use crate::watched_io::{WatchedIo, PREFIX_MAX};
+use crate::watched_io::WatchedIo;
 use crate::BoxError;
 
 /// Largest HTTP/1 request head accepted (hyper answers 431 above it).
@@ -90,7 +93,29 @@ const PRECISION: u32 = 8;
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4). A connection that
 /// starts with it speaks HTTP/2 (prior knowledge); anything else is HTTP/1.
-const H2_PREFACE: &[u8; PREFIX_MAX] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The most bytes the first read of a connection, or of a parked
+/// connection's next request, takes before hyper does: nginx's
+/// `client_header_buffer_size` default. One read then carries a typical
+/// request head (or the HTTP/2 preface and the frames after it) to hyper,
+/// which reads any rest itself. Read onto the stack: a connection that
+/// sends nothing holds no buffer.
+const FIRST_READ: usize = 1024;
+
+/// Read what the peer sent, at most [`FIRST_READ`] bytes, and append it to
+/// `got`; `Ready(Ok(0))` at end of file.
+fn poll_first_read<I: AsyncRead + Unpin>(
+    io: &mut WatchedIo<I>,
+    cx: &mut Context<'_>,
+    got: &mut BytesMut,
+) -> Poll<std::io::Result<usize>> {
+    let mut scratch = [MaybeUninit::<u8>::uninit(); FIRST_READ];
+    let mut buf = ReadBuf::uninit(&mut scratch);
+    ready!(Pin::new(io).poll_read(cx, &mut buf))?;
+    got.extend_from_slice(buf.filled());
+    Poll::Ready(Ok(buf.filled().len()))
+}
 
 /// The timeouts a connection's next step depends on.
 #[derive(Debug, Clone, Copy)]
@@ -401,8 +426,7 @@ where
             goaway_sent: false,
             proto: Proto::Sniffing {
                 io: Some(WatchedIo::new(io, activity.clone())),
-                prefix: [0; PREFIX_MAX],
-                len: 0,
+                got: BytesMut::new(),
             },
             activity,
             http: self,
@@ -442,8 +466,7 @@ pin_project! {
         // Reading the first bytes, to tell the protocol.
         Sniffing {
             io: Option<WatchedIo<I>>,
-            prefix: [u8; PREFIX_MAX],
-            len: usize,
+            got: BytesMut,
         },
         // `None` only while being parked.
         Http1 { conn: Option<H1> },
@@ -453,7 +476,7 @@ pin_project! {
         Parked {
             io: Option<WatchedIo<I>>,
             service: Option<S>,
-            first: [u8; PREFIX_MAX],
+            got: BytesMut,
         },
     }
 }
@@ -505,10 +528,10 @@ where
                         Proto::Parked {
                             io: Some(io),
                             service: Some(parts.service),
-                            first: [0; PREFIX_MAX],
+                            got: BytesMut::new(),
                         }
                     } else {
-                        io.replay_leftover(parts.read_buf);
+                        io.replay(parts.read_buf, true);
                         Proto::Http1 {
                             conn: Some(
                                 this.http
@@ -519,24 +542,22 @@ where
                     };
                     self.as_mut().project().proto.set(next);
                 }
-                ProtoProj::Parked { io, service, first } => {
+                ProtoProj::Parked { io, service, got } => {
                     let Some(watched) = io.as_mut() else {
                         return Progress::Done(Ok(()));
                     };
-                    let mut buf = ReadBuf::new(&mut first[..]);
-                    match Pin::new(watched).poll_read(cx, &mut buf) {
+                    let n = match poll_first_read(watched, cx, got) {
                         Poll::Pending => return Progress::Pending,
                         Poll::Ready(Err(e)) => return Progress::Done(Err(e.into())),
-                        Poll::Ready(Ok(())) => {}
-                    }
-                    let n = buf.filled().len();
+                        Poll::Ready(Ok(n)) => n,
+                    };
                     let (Some(mut watched), Some(service), true) =
                         (io.take(), service.take(), n > 0)
                     else {
                         // The client closed the idle connection.
                         return Progress::Done(Ok(()));
                     };
-                    watched.replay(&first[..n], true);
+                    watched.replay(got.split().freeze(), true);
                     let conn = this
                         .http
                         .http1
@@ -552,31 +573,26 @@ where
                         Poll::Pending => Progress::Pending,
                     };
                 }
-                ProtoProj::Sniffing { io, prefix, len } => {
+                ProtoProj::Sniffing { io, got } => {
                     let Some(watched) = io.as_mut() else {
                         return Progress::Done(Ok(()));
                     };
-                    let mut buf = ReadBuf::new(&mut prefix[*len..]);
-                    match Pin::new(watched).poll_read(cx, &mut buf) {
+                    match poll_first_read(watched, cx, got) {
                         Poll::Pending => return Progress::Pending,
                         Poll::Ready(Err(e)) => return Progress::Done(Err(e.into())),
-                        Poll::Ready(Ok(())) => {}
-                    }
-                    let n = buf.filled().len();
-                    if n == 0 {
                         // Closed before saying anything.
-                        return Progress::Done(Ok(()));
+                        Poll::Ready(Ok(0)) => return Progress::Done(Ok(())),
+                        Poll::Ready(Ok(_)) => {}
                     }
-                    *len += n;
-                    let got = &prefix[..*len];
-                    let http2 = got == H2_PREFACE;
-                    if !http2 && H2_PREFACE.starts_with(got) {
+                    let http2 = got.starts_with(H2_PREFACE);
+                    if !http2 && got.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(got) {
+                        // Maybe the preface, not all of it yet.
                         continue;
                     }
                     let Some(mut watched) = io.take() else {
                         return Progress::Done(Ok(()));
                     };
-                    watched.replay(got, !http2);
+                    watched.replay(got.split().freeze(), !http2);
                     let http = &**this.http;
                     let service = DrainAware::new(
                         http.service.clone(),

@@ -1,5 +1,6 @@
-//! A connection's socket as hyper sees it: the bytes read to tell its
-//! protocol are handed to hyper first, every read and write is counted in
+//! A connection's socket as hyper sees it: the bytes read before hyper took
+//! over (to tell the protocol, or to wake a parked connection) are handed
+//! to hyper first, every read and write is counted in
 //! the connection's [`Activity`], and closing it lingers when a reset could
 //! destroy the response.
 //!
@@ -9,12 +10,13 @@
 //! answer with a TCP reset, and a reset can destroy the response the client
 //! has not read yet. That happens whenever a response is sent before its
 //! request body was read (a 405, 413 or 401 to a large upload). So when
-//! hyper closes a connection, the write side is shut down first (the client
-//! sees the end of the response); then, if the latest request had a body
-//! or unread bytes are waiting, whatever the client still sends is read and
-//! discarded until it closes its side, within [`LINGERING_TIME`],
+//! hyper closes a connection whose latest request had a body, or with
+//! unread bytes waiting, the write side is shut down first (the client sees
+//! the end of the response), then whatever the client still sends is read
+//! and discarded until it closes its side, within [`LINGERING_TIME`],
 //! [`LINGERING_TIMEOUT`] and [`LINGERING_BYTES`]. A connection with neither
-//! is closed at once, as nginx does: nothing is left for a reset to hit.
+//! is closed at once, as nginx does: nothing is left for a reset to hit,
+//! and close(2) sends the FIN after the response.
 //! While draining, the connection task also ends a lingering close once the
 //! client has sent nothing for the idle grace, so that a client that does
 //! not close its side delays the next process no longer than that.
@@ -46,20 +48,14 @@ pub(crate) const LINGERING_BYTES: u64 = 64 * 1024 * 1024;
 /// Size of the (uninitialised) stack buffer lingering reads discard into.
 const DISCARD_BUF: usize = 16 * 1024;
 
-/// The most bytes read before hyper sees the connection: the length of the
-/// HTTP/2 connection preface (RFC 9113 §3.4).
-pub(crate) const PREFIX_MAX: usize = 24;
-
 /// `io`, reporting to an [`Activity`].
 pub(crate) struct WatchedIo<I> {
     io: I,
     activity: Arc<Activity>,
-    /// Bytes read before hyper took over, handed to hyper's first reads.
-    prefix: [u8; PREFIX_MAX],
-    prefix_at: u8,
-    prefix_len: u8,
-    /// Bytes hyper had read but not used when the connection was parked,
-    /// handed to the next connection's first reads after the prefix.
+    /// Bytes read before hyper took over (the first bytes of the
+    /// connection or of a parked connection's next request, or what hyper
+    /// had read but not used when it was parked), handed to hyper's first
+    /// reads.
     leftover: Bytes,
     /// Reads may begin HTTP/1 request heads.
     http1: bool,
@@ -69,6 +65,10 @@ pub(crate) struct WatchedIo<I> {
 /// Where the close stands.
 enum Close {
     Open,
+    /// Bytes may still come: shut the write side down, then linger.
+    ShutdownThenLinger {
+        discarded: u64,
+    },
     Lingering {
         /// Ends the lingering at [`LINGERING_TIME`].
         total: Pin<Box<Sleep>>,
@@ -84,28 +84,16 @@ impl<I> WatchedIo<I> {
         WatchedIo {
             io,
             activity,
-            prefix: [0; PREFIX_MAX],
-            prefix_at: 0,
-            prefix_len: 0,
             leftover: Bytes::new(),
             http1: false,
             close: Close::Open,
         }
     }
 
-    /// Hand `bytes` to the next reads, after any prefix.
-    pub(crate) fn replay_leftover(&mut self, bytes: Bytes) {
+    /// Hand `bytes` (already read) to the next reads, and say whether the
+    /// connection speaks HTTP/1.
+    pub(crate) fn replay(&mut self, bytes: Bytes, http1: bool) {
         self.leftover = bytes;
-    }
-
-    /// Hand `prefix` (bytes already read) to the next reads, and say
-    /// whether the connection speaks HTTP/1.
-    pub(crate) fn replay(&mut self, prefix: &[u8], http1: bool) {
-        let n = prefix.len().min(PREFIX_MAX);
-        self.prefix[..n].copy_from_slice(&prefix[..n]);
-        self.prefix_at = 0;
-        // At most PREFIX_MAX (24): fits.
-        self.prefix_len = n as u8;
         self.http1 = http1;
     }
 }
@@ -193,26 +181,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for WatchedIo<I> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.leftover.is_empty() && this.prefix_at == this.prefix_len {
+        if !this.leftover.is_empty() {
             let n = this.leftover.len().min(buf.remaining());
             buf.put_slice(&this.leftover[..n]);
             this.leftover.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        if this.prefix_at < this.prefix_len {
-            let rest = &this.prefix[usize::from(this.prefix_at)..usize::from(this.prefix_len)];
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(&rest[..n]);
-            // n ≤ PREFIX_MAX.
-            this.prefix_at += n as u8;
-            if buf.remaining() > 0 && this.prefix_at == this.prefix_len && this.leftover.is_empty()
-            {
-                // Whatever else is there already, in the same read: hyper
-                // then parses a whole head at once.
-                if let Poll::Ready(Err(e)) = this.poll_read_io(cx, buf) {
-                    debug!("read after the protocol prefix: {e}");
-                }
-            }
             return Poll::Ready(Ok(()));
         }
         this.poll_read_io(cx, buf)
@@ -269,9 +241,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
         result
     }
 
-    /// Shut down the write side, then linger (see the module docs) if the
-    /// client may still be sending. Nothing at all while the connection is
-    /// being parked: hyper's connection ends, the socket stays open.
+    /// If the client may still be sending, shut down the write side, then
+    /// linger (see the module docs); otherwise nothing: dropping the socket
+    /// closes it. Nothing at all while the connection is being parked:
+    /// hyper's connection ends, the socket stays open.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.activity.parking() {
@@ -280,18 +253,19 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WatchedIo<I> {
         loop {
             match this.close {
                 Close::Open => {
+                    this.close = match this.input_pending(cx) {
+                        None => Close::Closed,
+                        Some(discarded) => Close::ShutdownThenLinger { discarded },
+                    };
+                }
+                Close::ShutdownThenLinger { discarded } => {
                     ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
-                    match this.input_pending(cx) {
-                        None => this.close = Close::Closed,
-                        Some(discarded) => {
-                            this.close = Close::Lingering {
-                                total: Box::pin(sleep(LINGERING_TIME)),
-                                quiet: Box::pin(sleep(LINGERING_TIMEOUT)),
-                                discarded,
-                            };
-                            this.activity.set_lingering(true);
-                        }
-                    }
+                    this.close = Close::Lingering {
+                        total: Box::pin(sleep(LINGERING_TIME)),
+                        quiet: Box::pin(sleep(LINGERING_TIMEOUT)),
+                        discarded,
+                    };
+                    this.activity.set_lingering(true);
                 }
                 Close::Lingering { .. } => {
                     ready!(this.poll_linger(cx));
@@ -323,23 +297,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_prefix_comes_first_then_the_socket_in_the_same_read() {
-        let (mut server, _activity, mut client) = pair().await;
-        client.write_all(b"T / HTTP/1.1\r\n\r\n").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        server.replay(b"GE", true);
-        let mut buf = [0u8; 64];
-        let n = server.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
-    }
-
-    #[tokio::test]
-    async fn leftover_bytes_come_after_the_prefix() {
+    async fn replayed_bytes_come_first_then_the_socket() {
         let (mut server, _activity, mut client) = pair().await;
         client.write_all(b"rest").await.unwrap();
-        server.replay(b"ab", true);
-        server.replay_leftover(Bytes::from_static(b"cd"));
-        let mut got = Vec::new();
+        server.replay(Bytes::from_static(b"abcd"), true);
+        let mut buf = [0u8; 3];
+        // Into a smaller buffer: the rest of them on the next read.
+        assert_eq!(server.read(&mut buf).await.unwrap(), 3);
+        let mut got = buf.to_vec();
         let mut buf = [0u8; 64];
         while got.len() < 8 {
             let n = server.read(&mut buf).await.unwrap();
