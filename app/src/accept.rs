@@ -26,11 +26,8 @@ impl Acceptor for TcpListener {
     type Io = TcpStream;
 
     async fn accept_one(&self) -> io::Result<TcpStream> {
+        // TCP_NODELAY comes from the listening socket (Server::serve).
         let (stream, _) = self.accept().await?;
-        // Responses are written whole; Nagle would only delay them.
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!("TCP_NODELAY: {e}");
-        }
         Ok(stream)
     }
 }

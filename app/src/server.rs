@@ -244,6 +244,15 @@ impl Server {
                 .join(", ")
         );
         for listener in listeners {
+            // Linux copies TCP_NODELAY from a listening socket to the
+            // connections it accepts (as systemd.socket's NoDelay= relies
+            // on): one setsockopt(2) here instead of one per connection.
+            // Responses are written whole; Nagle would only delay them.
+            if let Socket::Tcp(l) = listener.socket() {
+                if let Err(e) = socket2::SockRef::from(l).set_tcp_nodelay(true) {
+                    warn!("cannot set TCP_NODELAY on {listener}: {e}");
+                }
+            }
             if let (Some(idle), Socket::Tcp(l)) = (settings.tcp_keepalive, listener.socket()) {
                 if let Err(e) = set_tcp_keepalive(l, idle) {
                     warn!("cannot set TCP keep-alive on {listener}: {e}");

@@ -256,3 +256,17 @@ fn inherited_fd_is_cloexec_and_nonblocking() {
     assert_ne!(flags & O_CLOEXEC, 0, "fd 3 not close-on-exec: {flags:o}");
     assert_ne!(flags & O_NONBLOCK, 0, "fd 3 not non-blocking: {flags:o}");
 }
+
+#[test]
+fn connections_get_tcp_nodelay_from_the_listening_socket() {
+    // The socket systemd passes is shared with this test: what the server
+    // sets on it is visible here. Linux copies it to accepted connections.
+    let listener = tcp_listener();
+    let nodelay = || socket2::SockRef::from(&listener).tcp_nodelay().unwrap();
+    assert!(!nodelay(), "a new socket has Nagle's algorithm on");
+    let _server = serve(&listener);
+    assert!(
+        nodelay(),
+        "TCP_NODELAY is set on the listening socket by READY=1"
+    );
+}
