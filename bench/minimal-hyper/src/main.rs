@@ -4,7 +4,10 @@
 //! `service_fn` answering `ok`. No timeouts, no drain: what hitless' cost is
 //! compared with (bench/instructions).
 //!
-//!     minimal-hyper 127.0.0.1:8080
+//!     minimal-hyper [--current-thread] 127.0.0.1:8080
+//!
+//! `--current-thread` runs tokio's current-thread scheduler instead (for
+//! bench/run's HTTP/2 latency tail, which depends on the scheduler).
 //!
 //! Exits 0 on SIGTERM or SIGINT (so that callgrind writes its counts), 2 on
 //! bad usage, 1 when it cannot listen.
@@ -48,16 +51,25 @@ async fn serve(addr: SocketAddr) -> std::io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let (Some(addr), None) = (args.next(), args.next()) else {
-        eprintln!("usage: minimal-hyper HOST:PORT");
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let current_thread = args.first().is_some_and(|a| a == "--current-thread");
+    if current_thread {
+        args.remove(0);
+    }
+    let (Some(addr), None) = (args.pop(), args.pop()) else {
+        eprintln!("usage: minimal-hyper [--current-thread] HOST:PORT");
         return ExitCode::from(2);
     };
     let Ok(addr) = addr.parse::<SocketAddr>() else {
         eprintln!("minimal-hyper: not HOST:PORT: {addr}");
         return ExitCode::from(2);
     };
-    let served = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let served = runtime
         .enable_all()
         .build()
         .and_then(|runtime| runtime.block_on(serve(addr)));

@@ -2,7 +2,8 @@
 runs this, then the report). See the package docstring for what is measured.
 
 Needs root (nginx, containers) and the binaries bench/run builds: hitless
-(scripts/build-versions), bench/loadgen and the Go baseline server.
+(scripts/build-versions), bench/minimal-hyper, bench/loadgen and the Go
+baseline server.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from ..log import Interrupted, die, install_signal_handlers, log, set_tag
 from .cost import cost
 from .host import loadavg, machine_info, wait_quiet
 from .paths import V1, V2, Paths
-from .records import CostResults, Phase, QuietCheck, SteadyResults, UpgradeResults
+from .records import CostResults, Phase, QuietCheck, SteadyResults, TailResults, UpgradeResults
 from .steady import steady_state
+from .tail import h2_tail
 from .upgrade import upgrade_under_load
 
-PARTS: dict[str, Callable[[argparse.Namespace, Paths], SteadyResults | UpgradeResults | CostResults]] = {
+PARTS: dict[str, Callable[[argparse.Namespace, Paths], SteadyResults | TailResults | UpgradeResults | CostResults]] = {
     "steady": steady_state,
+    "tail": h2_tail,
     "upgrade": upgrade_under_load,
     "cost": cost,
 }
@@ -106,7 +109,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_inputs(paths: Paths) -> None:
     if os.geteuid() != 0:
         raise CannotRun("must run as root (containers, nginx)")
-    needed = [paths.hitless(V1), paths.hitless(V2), paths.out / "loadgen", paths.baseline_go(V1), paths.baseline_go(V2)]
+    needed = [
+        paths.hitless(V1),
+        paths.hitless(V2),
+        paths.target / "release" / "minimal-hyper",
+        paths.out / "loadgen",
+        paths.baseline_go(V1),
+        paths.baseline_go(V2),
+    ]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         raise CannotRun("not built (bench/run builds them): " + ", ".join(missing))

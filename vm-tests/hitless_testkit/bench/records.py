@@ -77,6 +77,30 @@ class SteadyResults:
     rss_kb: dict[str, Rss]
 
 
+@dataclass
+class TailRun:
+    """One h2load run of the HTTP/2 tail part; latencies in ms."""
+
+    server: str
+    scheduler: str
+    """tokio's scheduler: "multi-thread" (one worker) or "current-thread"."""
+    connections: int
+    streams: int
+    """Concurrent streams per connection (h2load -m)."""
+    round: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    other_cores: float
+    noisy: bool = False
+
+
+@dataclass
+class TailResults:
+    runs: list[TailRun]
+
+
 # --- 2. upgrade under load --------------------------------------------------------
 
 

@@ -56,15 +56,12 @@ def steady_section(res: Results) -> str:
                 f"Note the latency tail of hitless in {steady_name(res, mode)}: p99 {hp:.1f} ms against nginx's "
                 f"{np_:.1f} ms, while its p50 is {must_med(sg[('hitless', mode)]['p50_ms']):.2f} ms against "
                 f"{must_med(sg[('nginx', mode)]['p50_ms']):.2f} ms: at full load on one worker thread some "
-                "requests wait much longer than the rest. The minimal hyper server of bench/minimal-hyper "
-                "shows the same tail under the same load (p99 5 to 7 times p50 for both, measured side by "
-                "side with `h2load -c32 -m32` on one core each, on a machine busy with other work), so "
-                "it is hyper's, not hitless': hyper "
-                "serves every HTTP/2 stream as a task of its own, and a stream's response is written only "
-                "when its connection's task runs again, behind every task queued on the one worker "
-                "(1,024 streams open). nginx answers a stream within its connection's event instead."
+                "requests wait much longer than the rest"
+                + (" (where it comes from: the next table)." if "tail" in res else ".")
             )
             o.append("")
+    if "tail" in res:
+        o += tail_table(res)
     cpu_ratios = {
         m: must_med(
             [h / n for h, n in zip(sg[("hitless", m)]["us_per_req"], sg[("nginx", m)]["us_per_req"], strict=False)]
@@ -94,3 +91,46 @@ def steady_section(res: Results) -> str:
         )
         o.append("")
     return "\n".join(o)
+
+
+def tail_table(res: Results) -> list[str]:
+    """The HTTP/2 tail part: the same load against hitless and the minimal
+    hyper server, by tokio scheduler and streams in flight."""
+    runs = res["tail"]["runs"]
+    keys: list[tuple[str, str, int, int]] = []
+    for r in runs:
+        k = (r["server"], r["scheduler"], r["connections"], r["streams"])
+        if k not in keys:
+            keys.append(k)
+    o = [
+        "HTTP/2 latency tail by tokio scheduler and stream tasks in flight (the same `h2load` load on the "
+        "same cores, medians [min–max] over the runs; the minimal hyper server is bench/minimal-hyper, which "
+        "has no hitless code):",
+        "",
+        "| server | tokio scheduler | connections × streams (tasks in flight) | req/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for server, scheduler, conns, streams in keys:
+        rs = [
+            r
+            for r in runs
+            if (r["server"], r["scheduler"], r["connections"], r["streams"]) == (server, scheduler, conns, streams)
+        ]
+        o.append(
+            f"| {server} | {scheduler} | {conns} × {streams} ({conns * streams:,}) | "
+            f"{fmt([r['rps'] for r in rs])} | {fmt([r['p50_ms'] for r in rs], 2)} | "
+            f"{fmt([r['p99_ms'] for r in rs], 2)} |"
+        )
+    o += [
+        "",
+        "So the tail is not hitless': the minimal hyper server has it too, and it goes away with fewer stream "
+        "tasks in flight or with tokio's current-thread scheduler. hyper serves every HTTP/2 stream as a "
+        "task of its own. The multi-thread scheduler keeps a worker's runnable tasks in a local queue of 256 "
+        "(tokio's LOCAL_QUEUE_CAPACITY); when more are woken, half of them move to the shared injection "
+        "queue, which a worker looks at only once every few dozen tasks (its global queue interval, which "
+        "tokio tunes from the mean poll time), so the "
+        "streams that landed there wait behind many turns of the others. The current-thread scheduler's "
+        "local queue has no such bound. nginx answers a stream within its connection's event instead.",
+        "",
+    ]
+    return o
