@@ -14,8 +14,8 @@ def steady_section(res: Results) -> str:
         f"Each server gets one core (`taskset -c {p['server_cpu']}`; hitless' runtime then starts one worker "
         f"thread, nginx has `worker_processes 1`), the load generator the other (`taskset -c {p['client_cpu']}`). "
         f"{p['rounds']} runs of {p['seconds']:g} s per server and mode, after a 1 s warm-up. hitless serves "
-        f'`{p["paths"]["hitless"]}` (`ok`), nginx `return 200 "ok\\n"` (bench/nginx.conf, access log off, '
-        "no keep-alive request cap)."
+        f'`{p["paths"]["hitless"]}` (a one-line text answer), nginx `return 200 "ok\\n"` '
+        "(bench/nginx.conf, access log off, no keep-alive request cap)."
     )
     o.append("")
     o.append(

@@ -24,8 +24,8 @@ from .common import (
 VARIANT_DESCRIPTIONS = {
     "hitless flip": "the project's units as shipped (units/hitless.socket, hitless.service, hitless@.service and "
     "/usr/libexec/hitless/hitless-slots), upgraded the documented way: `systemctl reload hitless.service` starts "
-    "the idle slot from the new binary, returns once it has said READY=1, and leaves the old slot to drain in "
-    "the background;",
+    "the idle slot from the new binary, returns once it has said READY=1 and stayed up for the probation "
+    "window (HITLESS_PROBATION_SEC, 3 s as shipped), and leaves the old slot to drain in the background;",
     "hitless restart": "the same units, upgraded with `systemctl restart hitless.service`: stop (every slot "
     "drains), then start; the socket queues new connections meanwhile;",
     "hitless (--listen)": "bench/units/hitless-listen.service: the same binary binding 0.0.0.0:8081 itself, "
@@ -247,8 +247,10 @@ def time_section(res: Results, ug: Groups) -> list[str]:
         f"slot is {num(must_med(shipped))} ms, of which the sandbox is about "
         f"{num(must_med(shipped) - must_med(unsandboxed))} ms"
         + (f" and the binary's own exec → READY=1 about {ready:.0f} ms (section 3)" if ready else "")
-        + "; the rest is hitless-slots' own systemctl calls (finding the live slot, clearing the idle "
-        "slot's failed state, stopping the old slot) and systemd's reload job. A restart "
+        + "; the probation window (3 s as shipped: the new slot must stay up that long, both slots serving, "
+        "before the old one drains) is most of it, and the rest is hitless-slots' own systemctl calls "
+        "(finding the live slot, clearing the idle slot's failed state, stopping the old slot) and "
+        "systemd's reload job. A restart "
         f"({num(restart)} ms) waits for the old process to drain before it starts the new one. The Go "
         "baseline's unit has much less hardening and is Type=simple (systemd does not wait for it to be "
         "ready), so its restart is shorter."
