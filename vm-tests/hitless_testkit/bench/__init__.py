@@ -4,7 +4,9 @@
      one pinned core with the load generator on the other; HTTP/1.1
      keep-alive (wrk), a new connection per request (wrk, `Connection:
      close`) and cleartext HTTP/2 (h2load); req/s, p50/p99 and server CPU
-     time per request;
+     time per request; the same over TLS (the tls part, with tls.py's
+     certificate and pinned cipher suite): HTTPS keep-alive (wrk) and a new
+     connection with a full handshake per request (ab);
   2. upgrade under load (upgrade.py), in a Debian container with systemd as
      PID 1 (hitless_testkit.nspawn): hitless as shipped (units/: slots on
      one socket) flipped by `systemctl reload` and restarted by `systemctl

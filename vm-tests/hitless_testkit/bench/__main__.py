@@ -24,13 +24,14 @@ from .cost import cost
 from .host import loadavg, machine_info, wait_quiet
 from .paths import V1, V2, Paths
 from .records import CostResults, Phase, QuietCheck, SteadyResults, TailResults, UpgradeResults
-from .steady import steady_state
+from .steady import steady_state, tls_steady
 from .tail import h2_tail
 from .upgrade import upgrade_under_load
 
 PARTS: dict[str, Callable[[argparse.Namespace, Paths], SteadyResults | TailResults | UpgradeResults | CostResults]] = {
     "steady": steady_state,
     "tail": h2_tail,
+    "tls": tls_steady,
     "upgrade": upgrade_under_load,
     "cost": cost,
 }

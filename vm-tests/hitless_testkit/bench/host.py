@@ -48,6 +48,8 @@ def machine_info() -> Meta:
             "nginx": sh("nginx -v 2>&1").replace("nginx version: ", ""),
             "wrk": sh("wrk -v 2>&1 | head -n 1").split(" [")[0],
             "h2load": sh("h2load --version 2>&1 | head -n 1"),
+            "ab": sh("ab -V 2>&1 | head -n 1").replace("This is ", "").split(" <")[0],
+            "openssl": sh("openssl version 2>&1").split(" (")[0],
             "go": sh("go version"),
             "rustc": sh("rustc --version 2>/dev/null || echo unknown"),
             "systemd (container)": "",
@@ -199,9 +201,10 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -
     raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
 
 
-def run_timed(argv: list[str], timeout: float) -> tuple[str, float]:
-    """Run a load generator; return its output and its own CPU seconds."""
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+def run_timed(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[str, float]:
+    """Run a load generator (with `env`, or this process' environment);
+    return its output and its own CPU seconds."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     timer = threading.Timer(timeout, p.kill)
     timer.start()
     out = b""

@@ -1,6 +1,7 @@
 """python3 -m hitless_testkit.bench.instructions: user-space instructions per
 request, counted by callgrind (valgrind), for hitless, a minimal hyper server
-and nginx, in three client modes. bench/instructions runs this.
+and nginx, in five client modes (three cleartext, two over TLS).
+bench/instructions runs this.
 
 Instruction counts do not depend on how busy the machine is: the same binary
 given the same requests executes (almost exactly) the same instructions, so
@@ -11,14 +12,18 @@ Method, per server and mode: start the server under `valgrind
 --tool=callgrind`, send N requests with the client, stop it (SIGTERM), read
 the total instruction count of the whole process (all threads). Do it for
 N = 2,000 and N = 12,000; per request = (I(12,000) - I(2,000)) / 10,000,
-which cancels start-up, shutdown and the connections' setup. The Rust servers
+which cancels start-up, shutdown and the connections' setup (for a TLS
+handshake per request, N = 200 and 1,200: handshakes are slow under
+callgrind). The Rust servers
 run one tokio worker thread (TOKIO_WORKER_THREADS=1, as nginx runs one
 worker): with more, idle workers park and wake a varying number of times and
 the count is no longer repeatable.
 
 Servers:
 - minimal hyper: bench/minimal-hyper (hyper-util auto builder, one
-  service_fn answering `ok`, tokio multi-thread runtime);
+  service_fn answering `ok`, tokio multi-thread runtime); over TLS its
+  `minimal-hyper-tls` (tokio-rustls' TlsAcceptor in front of the same, with
+  the library's rustls configuration);
 - hitless (library): the same service served by hitless::Server with its
   default settings (bench/minimal-hyper/src/bin/hitless-ok.rs): what the
   library adds, and what --check bounds;
@@ -28,8 +33,21 @@ Servers:
 
 Modes: keep-alive (`h2load --h1 -c8`), h2c (`h2load -c8 -m10`, prior
 knowledge) and a new connection per request (`ab -c8`, HTTP/1.0 without
-keep-alive). Per connection = new-connection per request - keep-alive per
-request: what opening and closing a connection costs beyond its request.
+keep-alive); over TLS, keep-alive (`h2load --h1 -c8` over https) and a new
+connection, so a full handshake, per request (`ab -c1` over https: with more
+concurrency ab opens a varying number of extra connections at its end, each
+a handshake without a request). Per connection = new-connection per request
+- keep-alive per request: what opening and closing a connection (over TLS:
+with its handshake) costs beyond its request.
+
+TLS: one certificate, suite and group for every server (tls.py: ECDSA P-256
+from the project's test CA; TLS 1.3, TLS_AES_128_GCM_SHA256, X25519, pinned
+in the clients and in nginx). Every TLS run is checked:
+the client must report that protocol, suite and group, and the server must
+have made exactly one ECDSA signature (the handshake's CertificateVerify) per
+connection the client opened, counted by callgrind as calls of rustls'
+`EcdsaSigner::sign` or OpenSSL's `ECDSA_do_sign_ex`: a full handshake each
+time, never a resumed one.
 
 Exit status: 0 measured (and, with --check, within the limits), 1 a limit
 exceeded or a run failed, 2 bad usage, 3 cannot run here (a tool or binary
@@ -56,18 +74,34 @@ from ..errors import EXIT_CANNOT_RUN, EXIT_FAILED, CannotRun
 from ..log import Interrupted, die, install_signal_handlers, log, set_tag
 from .host import free_port, wait_port
 from .memory import BURST, CONNECTIONS, IDLE_WAIT, SETTLE, Memory, measure_memory
+from .tls import GROUP, NEGOTIATED, SUITE, client_config, make_certificate, negotiated
 
 SMALL, LARGE = 2_000, 12_000
 """Requests per run: the difference of the two counts is per request."""
+TLS_SMALL, TLS_LARGE = 200, 1_200
+"""The same for a TLS handshake per request (about 1.3 million instructions
+each with rustls, 2.7 million with nginx's OpenSSL)."""
 
-MODES = ("keep-alive", "h2c", "new connection")
-LIMITS = {"keep-alive": 1.10, "h2c": 1.05, "new connection": 1.10}
+MODES = ("keep-alive", "h2c", "new connection", "TLS keep-alive", "TLS new connection")
+TLS_MODES = ("TLS keep-alive", "TLS new connection")
+REQUESTS = {mode: (TLS_SMALL, TLS_LARGE) if mode == "TLS new connection" else (SMALL, LARGE) for mode in MODES}
+LIMITS = {"keep-alive": 1.10, "h2c": 1.05, "new connection": 1.10, "TLS keep-alive": 1.10, "TLS new connection": 1.10}
 """Most instructions per request hitless (library) may execute, as a
 multiple of the minimal hyper server's in the same run."""
+PER_CONNECTION = {"": ("new connection", "keep-alive"), "TLS ": ("TLS new connection", "TLS keep-alive")}
+"""Per connection = the first mode's count minus the second's."""
+CONNECTIONS_KEPT = 8
+"""Connections of the keep-alive and h2c clients (-c8)."""
+
+SIGNERS = re.compile(r"EcdsaSigner as rustls::crypto::signer::Signer>::sign$|^ECDSA_do_sign_ex$")
+"""The servers' ECDSA signing functions (rustls with ring; OpenSSL): one call
+per full handshake, none for a resumed one."""
 
 REFERENCE, CHECKED, DEMO, NGINX = "minimal hyper", "hitless (library)", "hitless (demo service)", "nginx"
 CLIENT_TIMEOUT = 300.0
 """Seconds one client run may take under valgrind before it counts as hung."""
+STOP_WAIT = 30.0
+"""Seconds a server under valgrind may take to exit after SIGTERM."""
 
 MARK_BEGIN = "<!-- instructions:begin (bench/instructions writes this section) -->"
 MARK_END = "<!-- instructions:end -->"
@@ -87,6 +121,12 @@ http {{
     server {{
         listen 127.0.0.1:{h1};
         listen 127.0.0.1:{h2} http2;
+        listen 127.0.0.1:{tls} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.3;
+        ssl_conf_command Ciphersuites {suite};
+        ssl_ecdh_curve {group};
         location / {{ return 200 "ok\\n"; }}
     }}
 }}
@@ -97,12 +137,27 @@ http {{
 class Server:
     name: str
     argv: list[str]
-    """The command; ADDR, PORT_H1 and PORT_H2 are filled in."""
+    """The command; ADDR, PORT_H1, PORT_H2 and PORT_TLS are filled in."""
+    tls_argv: list[str] | None = None
+    """The command for the TLS modes, serving HTTPS on ADDR; None: `argv`
+    serves it on PORT_TLS."""
     path: str = "/"
-    separate_h2_port: bool = False
+    separate_ports: bool = False
+    """h2c on PORT_H2 and TLS on PORT_TLS (nginx), instead of all on ADDR."""
     config: tuple[Path, str] | None = None
-    """A file to write before each run, and its text (PORT_H1 and PORT_H2
-    filled in)."""
+    """A file to write before each run, and its text (PORT_H1, PORT_H2 and
+    PORT_TLS filled in)."""
+
+
+@dataclass
+class Run:
+    """One server run under callgrind."""
+
+    instructions: int
+    handshakes: int
+    """Full TLS handshakes the server made (ECDSA signatures)."""
+    negotiated: str | None
+    """TLS runs: protocol, suite and group, as the client reported them."""
 
 
 @dataclass
@@ -112,6 +167,11 @@ class Count:
     per_request: float
     small: int
     large: int
+    requests: list[int] = dataclasses.field(default_factory=lambda: [SMALL, LARGE])
+    """Requests of the two runs."""
+    handshakes: list[int] | None = None
+    """TLS: full handshakes the server made in the two runs."""
+    negotiated: str | None = None
 
 
 @dataclass
@@ -130,16 +190,42 @@ class Results:
 
 
 def client_argv(mode: str, url: str, n: int) -> list[str]:
+    c = f"-c{CONNECTIONS_KEPT}"
     if mode == "keep-alive":
-        return ["h2load", "--h1", "-c8", f"-n{n}", url]
+        return ["h2load", "--h1", c, f"-n{n}", url]
+    if mode == "TLS keep-alive":
+        return ["h2load", "--h1", c, f"-n{n}", f"--tls13-ciphers={SUITE}", f"--groups={GROUP}", url]
     if mode == "h2c":
-        return ["h2load", "-c8", "-m10", f"-n{n}", url]
-    return ["ab", "-q", "-c8", f"-n{n}", url]
+        return ["h2load", c, "-m10", f"-n{n}", url]
+    if mode == "TLS new connection":
+        return ["ab", "-q", "-c1", f"-n{n}", "-f", "TLS1.3", url]
+    return ["ab", "-q", c, f"-n{n}", url]
+
+
+def calls_to(callgrind_out: Path, callee: re.Pattern[str]) -> int:
+    """Calls of the functions named like `callee`, from anywhere, in a
+    callgrind output file (callgrind_out_format(5): `cfn=` names the called
+    function, by `(id) name` the first time and `(id)` after; the `calls=`
+    line that follows counts its calls from the current one)."""
+    names: dict[str, str] = {}
+    total, called = 0, None
+    with callgrind_out.open(errors="replace") as f:
+        for line in f:
+            if line.startswith(("fn=", "cfn=")):
+                key, _, rest = line.rstrip("\n").partition("=")
+                m = re.fullmatch(r"\((\d+)\)(?: (.*))?", rest)
+                name = rest if m is None else names.setdefault(m.group(1), m.group(2) or "")
+                called = name if key == "cfn" else None
+            elif line.startswith("calls=") and called is not None:
+                if callee.search(called):
+                    total += int(line[6:].split()[0])
+                called = None
+    return total
 
 
 def client_ok(mode: str, out: str, n: int) -> bool:
     """Whether the client saw all `n` requests answered with a 2xx."""
-    if mode == "new connection":
+    if mode in ("new connection", "TLS new connection"):
         done = re.search(r"Complete requests:\s+(\d+)", out)
         failed = re.search(r"Failed requests:\s+(\d+)", out)
         non2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
@@ -148,59 +234,108 @@ def client_ok(mode: str, out: str, n: int) -> bool:
     return bool(m and int(m.group(1)) == n)
 
 
-def count_one(server: Server, mode: str, n: int, work: Path) -> int:
-    """Total instructions of one server process that served `n` requests."""
-    h1, h2 = free_port(), free_port()
-    port = h2 if (mode == "h2c" and server.separate_h2_port) else h1
+def stop(proc: subprocess.Popen[bytes]) -> bool:
+    """SIGTERM, so that callgrind writes its counts; once more if the server
+    is still there after STOP_WAIT (nginx under valgrind once stayed 60 s
+    after one, cause not found); then SIGKILL. False: it had to be killed,
+    and callgrind wrote nothing."""
+    for _ in range(2):
+        if proc.poll() is not None:
+            return True
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_WAIT)
+            return True
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    proc.wait()
+    return False
+
+
+def count_one(server: Server, mode: str, n: int, work: Path) -> Run:
+    """Total instructions of one server process that served `n` requests,
+    and for TLS what was negotiated and how many full handshakes it made."""
+    h1, h2, tls = free_port(), free_port(), free_port()
+    tls_mode = mode in TLS_MODES
+    argv = server.tls_argv if tls_mode and server.tls_argv is not None else server.argv
+    port = h1
+    if server.separate_ports and mode == "h2c":
+        port = h2
+    elif server.separate_ports and tls_mode:
+        port = tls
     out_file = work / f"callgrind.{re.sub(r'[^a-z0-9]+', '-', server.name)}.{mode.replace(' ', '-')}.{n}"
-    argv = [
-        a.replace("ADDR", f"127.0.0.1:{h1}").replace("PORT_H1", str(h1)).replace("PORT_H2", str(h2))
-        for a in server.argv
-    ]
+
+    def fill(text: str) -> str:
+        return (
+            text.replace("ADDR", f"127.0.0.1:{h1}")
+            .replace("PORT_H1", str(h1))
+            .replace("PORT_H2", str(h2))
+            .replace("PORT_TLS", str(tls))
+        )
+
+    argv = [fill(a) for a in argv]
     if server.config is not None:
         path, text = server.config
-        path.write_text(text.replace("PORT_H1", str(h1)).replace("PORT_H2", str(h2)))
+        path.write_text(fill(text))
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TOKIO_WORKER_THREADS": "1", "RUST_LOG": "warn"}
+    client_env = dict(os.environ, OPENSSL_CONF=str(work / "client-openssl.cnf"))
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_file}", "--trace-children=no"]
     with (work / "server.log").open("ab") as log_f:
         proc = subprocess.Popen([*vg, *argv], stdout=log_f, stderr=log_f, env=env)
         try:
             wait_port(port, proc, timeout=60)
-            url = f"http://127.0.0.1:{port}{server.path}"
+            url = f"{'https' if tls_mode else 'http'}://127.0.0.1:{port}{server.path}"
             r = subprocess.run(
-                client_argv(mode, url, n), capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False
+                client_argv(mode, url, n),
+                capture_output=True,
+                text=True,
+                timeout=CLIENT_TIMEOUT,
+                check=False,
+                env=client_env if tls_mode else None,
             )
             if r.returncode != 0 or not client_ok(mode, r.stdout, n):
                 raise RuntimeError(f"{server.name}, {mode}: the client did not get {n} answers:\n{r.stdout[-800:]}")
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stopped = stop(proc)
+    if not stopped:
+        tail = (work / "server.log").read_text(errors="replace")[-800:]
+        raise RuntimeError(f"{server.name}, {mode}: the server did not exit on SIGTERM (twice), so no counts:\n{tail}")
     text = out_file.read_text(errors="replace")
     m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.MULTILINE)
     if not m:
         raise RuntimeError(f"no instruction total in {out_file}")
-    return int(m.group(1))
+    if not tls_mode:
+        return Run(int(m.group(1)), 0, None)
+    got = negotiated(r.stdout)
+    if got != NEGOTIATED:
+        raise RuntimeError(f"{server.name}, {mode}: negotiated {got}, not {NEGOTIATED}:\n{r.stdout[-800:]}")
+    handshakes = calls_to(out_file, SIGNERS)
+    connections = n if mode == "TLS new connection" else CONNECTIONS_KEPT
+    if handshakes != connections:
+        raise RuntimeError(
+            f"{server.name}, {mode}: {handshakes} full handshakes (ECDSA signatures) for {connections} "
+            "connections: a client resumed sessions, or opened connections of its own"
+        )
+    return Run(int(m.group(1)), handshakes, got)
 
 
-def servers(target: Path, with_all: bool, work: Path) -> list[Server]:
+def servers(target: Path, with_all: bool, work: Path, cert: Path, key: Path) -> list[Server]:
     release = target / "release"
+    pem = [str(cert), str(key)]
     out = [
-        Server(REFERENCE, [str(release / "minimal-hyper"), "ADDR"]),
-        Server(CHECKED, [str(release / "hitless-ok"), "ADDR"]),
+        Server(REFERENCE, [str(release / "minimal-hyper"), "ADDR"], [str(release / "minimal-hyper-tls"), "ADDR", *pem]),
+        Server(CHECKED, [str(release / "hitless-ok"), "ADDR"], [str(release / "hitless-ok"), "ADDR", *pem]),
     ]
     if with_all:
-        out.append(Server(DEMO, [str(release / "hitless"), "--listen", "ADDR"], path="/healthz"))
+        demo = [str(release / "hitless"), "--listen", "ADDR"]
+        out.append(Server(DEMO, demo, [*demo, "--tls-cert", str(cert), "--tls-key", str(key)], path="/healthz"))
         conf = work / "nginx.conf"
         (work / "body").mkdir(exist_ok=True)
-        text = NGINX_CONF.format(prefix=work, h1="PORT_H1", h2="PORT_H2")
-        out.append(
-            Server(NGINX, ["nginx", "-p", str(work), "-c", str(conf)], separate_h2_port=True, config=(conf, text))
+        text = NGINX_CONF.format(
+            prefix=work, h1="PORT_H1", h2="PORT_H2", tls="PORT_TLS", cert=cert, key=key, suite=SUITE, group=GROUP
         )
+        out.append(Server(NGINX, ["nginx", "-p", str(work), "-c", str(conf)], separate_ports=True, config=(conf, text)))
     return out
 
 
@@ -214,15 +349,30 @@ def measure(target: Path, with_all: bool) -> Results:
     res = Results(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), vg, cpu)
     with tempfile.TemporaryDirectory(prefix="hitless-instructions.") as tmp:
         work = Path(tmp)
-        for server in servers(target, with_all, work):
+        cert, key = make_certificate(work / "ca")
+        client_config(work)
+        measured = servers(target, with_all, work, cert, key)
+        for server in measured:
             for mode in MODES:
-                small = count_one(server, mode, SMALL, work)
-                large = count_one(server, mode, LARGE, work)
-                per = (large - small) / (LARGE - SMALL)
-                res.counts.append(Count(server.name, mode, per, small, large))
-                log(f"{server.name:<24} {mode:<15} {per:10,.0f} instructions per request")
+                n_small, n_large = REQUESTS[mode]
+                small = count_one(server, mode, n_small, work)
+                large = count_one(server, mode, n_large, work)
+                per = (large.instructions - small.instructions) / (n_large - n_small)
+                res.counts.append(
+                    Count(
+                        server.name,
+                        mode,
+                        per,
+                        small.instructions,
+                        large.instructions,
+                        requests=[n_small, n_large],
+                        handshakes=[small.handshakes, large.handshakes] if mode in TLS_MODES else None,
+                        negotiated=large.negotiated,
+                    )
+                )
+                log(f"{server.name:<24} {mode:<18} {per:12,.0f} instructions per request")
         if with_all:
-            for server in servers(target, False, work)[:2] + servers(target, True, work)[2:3]:
+            for server in measured[:3]:
                 port = free_port()
                 argv = [a.replace("ADDR", f"127.0.0.1:{port}") for a in server.argv]
                 mem = measure_memory(server.name, argv, port)
@@ -236,8 +386,9 @@ def ratio(res: Results, server: str, mode: str) -> float | None:
     return a / b if a is not None and b else None
 
 
-def per_connection(res: Results, server: str) -> float | None:
-    nc, ka = res.per_request(server, "new connection"), res.per_request(server, "keep-alive")
+def per_connection(res: Results, server: str, prefix: str = "") -> float | None:
+    new, kept = PER_CONNECTION[prefix]
+    nc, ka = res.per_request(server, new), res.per_request(server, kept)
     return nc - ka if nc is not None and ka is not None else None
 
 
@@ -251,14 +402,22 @@ def table(res: Results) -> str:
             return ""
         return f"{value:,.0f}" + ("" if name == REFERENCE or r is None else f" ({r:.2f}×)")
 
+    def conn_row(prefix: str, label: str) -> None:
+        conn = []
+        for n in names:
+            v, ref = per_connection(res, n, prefix), per_connection(res, REFERENCE, prefix)
+            conn.append(cell(n, v, v / ref if v is not None and ref else None))
+        if any(conn):
+            rows.append(f"| {label} | " + " | ".join(conn) + " | |")
+
     for mode in MODES:
+        if all(res.per_request(n, mode) is None for n in names):
+            continue
         cells = [cell(n, res.per_request(n, mode), ratio(res, n, mode)) for n in names]
         rows.append(f"| {mode}, per request | " + " | ".join(cells) + f" | ≤ {LIMITS[mode]:.2f}× |")
-    conn = []
-    for n in names:
-        v, ref = per_connection(res, n), per_connection(res, REFERENCE)
-        conn.append(cell(n, v, v / ref if v is not None and ref else None))
-    rows.append("| per connection (open and close) | " + " | ".join(conn) + " | |")
+        if mode == "new connection":
+            conn_row("", "per connection (open and close)")
+    conn_row("TLS ", "TLS per connection (handshake, open and close)")
     return "\n".join(rows)
 
 
@@ -289,6 +448,39 @@ def violations(res: Results) -> list[str]:
     return out
 
 
+def tls_paragraph(res: Results) -> str:
+    """How the TLS modes were set up, and what the runs verified."""
+    tls = [c for c in res.counts if c.mode in TLS_MODES]
+    if not tls:
+        return "(TLS not measured in this run)"
+    suites = sorted({c.negotiated or "?" for c in tls})
+    full = all(c.handshakes == ([CONNECTIONS_KEPT] * 2 if c.mode == "TLS keep-alive" else c.requests) for c in tls)
+    servers = ", ".join(dict.fromkeys(c.server for c in tls))
+    return (
+        "TLS: one certificate for every server, made in the run by the project's test CA "
+        "(vm-tests/hitless_testkit/test_ca.py: ECDSA P-256, signed by a throwaway CA). TLS 1.3 with "
+        f"{SUITE} and {GROUP}, pinned in the clients (h2load `--tls13-ciphers` and `--groups`; ab through "
+        "an `OPENSSL_CONF` that sets `Ciphersuites` and `Groups`) and in nginx (`ssl_protocols TLSv1.3`, "
+        f"`ssl_conf_command Ciphersuites {SUITE}`, `ssl_ecdh_curve {GROUP}`); the rustls servers keep "
+        "rustls' defaults, which include both, and take the client's choice. Every server sends its "
+        "default two TLS 1.3 session tickets per handshake, which the clients never use. Verified in "
+        f"every TLS run ({servers}): the client reported {', '.join(suites)}"
+        + (
+            "; and the server made exactly one ECDSA signature (the handshake's CertificateVerify, "
+            "callgrind's call count of rustls' `EcdsaSigner::sign` or OpenSSL's `ECDSA_do_sign_ex`) "
+            f"per connection: {CONNECTIONS_KEPT} in the keep-alive runs, one per request in the "
+            "new-connection runs, so every connection was a full handshake, none resumed (`ab -c8` "
+            "would add a varying number of connections at its end that handshake and send nothing; "
+            "wrk and h2load resume sessions when they reconnect)."
+            if full
+            else "; the handshake counts were not as expected (see instructions.json)."
+        )
+        + " Under valgrind the crypto libraries pick their code for the CPU valgrind emulates "
+        "(no AVX-512, SHA or ADX extensions: ring's generic X25519, AVX SHA-256), so the handshake "
+        "counts compare those code paths; bench/run's wall-clock TLS figures use the real CPU."
+    )
+
+
 def section(res: Results) -> str:
     return "\n".join(
         [
@@ -296,19 +488,28 @@ def section(res: Results) -> str:
             "## Instructions per request (callgrind)",
             "",
             f"Measured {res.when} by `bench/instructions` ({res.valgrind}, {res.machine}). User-space "
-            "instructions of the whole server process, counted by callgrind: (I(12,000 requests) − "
-            "I(2,000 requests)) / 10,000, one tokio worker thread, one nginx worker. Counts repeat "
+            f"instructions of the whole server process, counted by callgrind: (I({LARGE:,} requests) − "
+            f"I({SMALL:,} requests)) / {LARGE - SMALL:,}, and (I({TLS_LARGE:,}) − I({TLS_SMALL:,})) / "
+            f"{TLS_LARGE - TLS_SMALL:,} for a TLS handshake per request; one tokio worker thread, one "
+            "nginx worker. Counts repeat "
             "within about 0.5 % from run to run whatever else the machine does, so CI runs "
             "`bench/instructions --check` and fails when hitless (library) exceeds the limit. Ratios "
             "in parentheses are to the minimal hyper server of the same run. Clients: `h2load --h1 -c8` "
-            "(keep-alive), `h2load -c8 -m10` (h2c), `ab -c8` (new connection per request); per "
-            "connection = new-connection minus keep-alive per request.",
+            "(keep-alive), `h2load -c8 -m10` (h2c), `ab -c8` (new connection per request), over https "
+            "`h2load --h1 -c8` (TLS keep-alive) and `ab -c1` (TLS new connection: a full handshake per "
+            "request); per connection = new-connection minus keep-alive per request.",
             "",
             table(res),
             "",
             "hitless (library) is bench/minimal-hyper's service served by `hitless::Server` with its "
-            "default settings; the demo service adds two response headers (content-type and "
-            "x-hitless-version).",
+            "default settings (over TLS with `Server::with_tls`); the demo service adds two response "
+            "headers (content-type and x-hitless-version), over TLS with `--tls-cert`/`--tls-key`. "
+            "Over TLS the minimal hyper server is bench/minimal-hyper's `minimal-hyper-tls`: "
+            "tokio-rustls' `TlsAcceptor` in front of the same hyper-util auto builder, with the "
+            "library's rustls configuration (the *ring* provider, rustls' default versions and suites, "
+            "ALPN `h2` and `http/1.1`) and the same crate versions.",
+            "",
+            tls_paragraph(res),
             "",
             "### Memory",
             "",
@@ -317,7 +518,7 @@ def section(res: Results) -> str:
             f"connections that each sent one request and then sat idle for {IDLE_WAIT:.0f} s, "
             f"divided by {CONNECTIONS:,}; then {BURST:,} connections with a request each, all "
             f"closed, and the resident set {SETTLE:.0f} s later. hitless (library) and minimal "
-            "hyper use glibc's malloc; the demo service uses mimalloc.",
+            "hyper use glibc's malloc; the demo service uses jemalloc.",
             "",
             memory_table(res) if res.memory else "(not measured in this run)",
             "",
@@ -388,10 +589,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.report_only:
         return write_docs(repo, load(target / "bench" / "instructions.json"))
     try:
-        for tool in ("valgrind", "h2load", "ab", *(() if a.check else ("nginx",))):
+        for tool in ("valgrind", "h2load", "ab", "openssl", *(() if a.check else ("nginx",))):
             if shutil.which(tool) is None:
                 raise CannotRun(f"{tool} not found")
-        for b in ("minimal-hyper", "hitless-ok", *(() if a.check else ("hitless",))):
+        for b in ("minimal-hyper", "minimal-hyper-tls", "hitless-ok", *(() if a.check else ("hitless",))):
             if not (target / "release" / b).is_file():
                 raise CannotRun(f"{target / 'release' / b} not built")
         res = measure(target, with_all=not a.check)

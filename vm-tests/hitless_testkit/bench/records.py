@@ -49,6 +49,21 @@ class SteadyRun(LoadOutput):
 
 
 @dataclass
+class TlsParams:
+    """The tls part's TLS (bench/tls.py)."""
+
+    suite: str
+    group: str
+    negotiated: dict[str, str]
+    """Per server: what `openssl s_client` with the clients' OPENSSL_CONF
+    negotiated ("PROTO SUITE GROUP")."""
+    control: str
+    """The negative control: a client offering another suite gets nothing."""
+    ab_conns: int
+    """ab's concurrency for a handshake per request."""
+
+
+@dataclass
 class SteadyParams:
     seconds: float
     rounds: int
@@ -59,6 +74,8 @@ class SteadyParams:
     paths: dict[str, str]
     server_cpu: int
     client_cpu: int
+    tls: TlsParams | None = None
+    """The tls part only."""
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """Steady state: hitless against nginx, each pinned to the server core, the
-load generator (wrk, h2load) on the other core."""
+load generator (wrk, h2load, ab) on the other core; cleartext (the steady
+part) and over TLS (the tls part, with the certificate and cipher suite of
+tls.py)."""
 
 from __future__ import annotations
 
@@ -28,16 +30,23 @@ from .host import (
     wait_port,
 )
 from .paths import CLIENT_CPU, SERVER_CPU, V1, Paths
-from .records import LoadOutput, Rss, SteadyParams, SteadyResults, SteadyRun
+from .records import LoadOutput, Rss, SteadyParams, SteadyResults, SteadyRun, TlsParams
+from .tls import GROUP, NEGOTIATED, SUITE, client_config, make_certificate, negotiated, probe
 
 # h2: many connections; h2-1conn: everything multiplexed over one connection
 # (as behind a proxy). Both keep the server's core busy on a quiet machine.
 STEADY_MODES = ("keep-alive", "new-conn", "h2", "h2-1conn")
+# Over TLS: keep-alive (wrk), and a full handshake per request (ab: wrk and
+# h2load resume the session when they reconnect).
+TLS_MODES = ("tls-keep-alive", "tls-new-conn")
 UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+CONTROL_SUITE = "TLS_CHACHA20_POLY1305_SHA256"
+"""The control's client offers only this suite, which nginx does not accept."""
 
 
 class SteadyServer:
     def __init__(self, name: str, argv: list[str], port_h1: int, port_h2: int, workdir: Path) -> None:
+        """`port_h1` serves HTTP/1.1 (over TLS in the tls part), `port_h2` h2c."""
         self.name, self.port_h1, self.port_h2 = name, port_h1, port_h2
         self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 -- closed in stop()
         self.proc = subprocess.Popen(
@@ -118,10 +127,67 @@ def parse_h2load(out: str, logfile: Path) -> LoadOutput:
     )
 
 
+def parse_ab(out: str, percentiles: Path) -> LoadOutput:
+    """ab's report, with the percentiles of its -e file (ms, per request
+    from connect to the last byte of the answer)."""
+
+    def grab(pattern: str, default: str | None = None) -> str:
+        m = re.search(pattern, out)
+        if not m:
+            if default is not None:
+                return default
+            raise ValueError(f"ab output without {pattern!r}:\n{out}")
+        return m.group(1)
+
+    at: dict[int, float] = {}
+    for line in percentiles.read_text().splitlines()[1:]:
+        q, _, ms = line.partition(",")
+        at[int(q)] = float(ms)
+    if 50 not in at or 99 not in at:
+        raise ValueError(f"no 50th and 99th percentiles in {percentiles}")
+    return LoadOutput(
+        requests=int(grab(r"Complete requests:\s+(\d+)")),
+        rps=float(grab(r"Requests per second:\s+([\d.]+)")),
+        p50_ms=at[50],
+        p99_ms=at[99],
+        errors=int(grab(r"Failed requests:\s+(\d+)")) + int(grab(r"Non-2xx responses:\s+(\d+)", "0")),
+    )
+
+
 def steady_client(
     mode: str, srv: SteadyServer, path: str, seconds: float, a: argparse.Namespace, workdir: Path
 ) -> tuple[list[str], Path | None]:
+    """The load generator's command line, and the file it writes its
+    latencies to (h2load, ab) if any."""
     pin = ["taskset", "-c", str(CLIENT_CPU)]
+    if mode == "tls-new-conn":
+        # -n after -t: -t alone caps the run at 50,000 requests.
+        csv = workdir / "ab.csv"
+        return [
+            *pin,
+            "ab",
+            "-q",
+            f"-c{a.wrk_conns}",
+            "-t",
+            f"{max(1, round(seconds))}",
+            "-n",
+            "100000000",
+            "-f",
+            "TLS1.3",
+            "-e",
+            str(csv),
+            f"https://127.0.0.1:{srv.port_h1}{path}",
+        ], csv
+    if mode == "tls-keep-alive":
+        return [
+            *pin,
+            "wrk",
+            "-t1",
+            f"-c{a.wrk_conns}",
+            f"-d{seconds:g}s",
+            "--latency",
+            f"https://127.0.0.1:{srv.port_h1}{path}",
+        ], None
     if mode in ("h2", "h2-1conn"):
         logfile = workdir / "h2load.log"
         conns, streams = (a.h2_conns, a.h2_streams) if mode == "h2" else (1, a.h2_1conn_streams)
@@ -147,12 +213,17 @@ def measure(
 ) -> SteadyRun:
     """One run of `mode` against `srv`, with the server's CPU time."""
     argv, logfile = steady_client(mode, srv, path, seconds, a, workdir)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPENSSL_CONF": str(workdir / "client-openssl.cnf")}
     ticks0, foreign, t0 = srv.cpu_ticks(), Foreign(), time.monotonic()
-    out, client_cpu = run_timed(argv, timeout=seconds + 60)
+    out, client_cpu = run_timed(argv, timeout=seconds + 60, env=env if mode in TLS_MODES else None)
     ticks1, wall, other = srv.cpu_ticks(), time.monotonic() - t0, foreign.cores()
-    r = parse_h2load(out, logfile) if logfile else parse_wrk(out)
+    if mode == "tls-new-conn" and negotiated(out) != NEGOTIATED:
+        raise RuntimeError(f"{srv.name}, {mode}: ab negotiated {negotiated(out)}, not {NEGOTIATED}:\n{out[-800:]}")
     if logfile:
+        r = parse_ab(out, logfile) if mode == "tls-new-conn" else parse_h2load(out, logfile)
         logfile.unlink()
+    else:
+        r = parse_wrk(out)
     user, system = (ticks1[0] - ticks0[0]) / CLK_TCK, (ticks1[1] - ticks0[1]) / CLK_TCK
     server_cpu = user + system
     n = r.requests
@@ -179,13 +250,44 @@ def measure(
 
 
 def steady_state(a: argparse.Namespace, paths: Paths) -> SteadyResults:
+    """The steady part: cleartext HTTP/1.1 and h2c."""
+    return serve_and_measure(a, paths, STEADY_MODES, tls=False)
+
+
+def tls_steady(a: argparse.Namespace, paths: Paths) -> SteadyResults:
+    """The tls part: HTTPS keep-alive and a full handshake per request."""
+    return serve_and_measure(a, paths, TLS_MODES, tls=True)
+
+
+def tls_control(port: int, workdir: Path) -> str:
+    """A client whose OPENSSL_CONF offers only another suite must get no
+    answer from nginx (`port`): wrk, which has no option for the suite,
+    does apply the file. Returns what happened, for the results."""
+    conf = workdir / "control-openssl.cnf"
+    conf.write_text((workdir / "client-openssl.cnf").read_text().replace(SUITE, CONTROL_SUITE))
+    argv = ["taskset", "-c", str(CLIENT_CPU), "wrk", "-t1", "-c1", "-d1s", f"https://127.0.0.1:{port}/"]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OPENSSL_CONF": str(conf)}
+    out, _ = run_timed(argv, timeout=30, env=env)
+    answers = re.search(r"(\d+) requests in", out)
+    refused = re.search(r"Socket errors: connect (\d+)", out)
+    if not answers or answers.group(1) != "0" or not refused:
+        raise RuntimeError(f"control: wrk offering only {CONTROL_SUITE} was not refused by nginx:\n{out}")
+    return f"wrk offering only {CONTROL_SUITE} got 0 answers from nginx ({refused.group(1)} failed handshakes)"
+
+
+def serve_and_measure(a: argparse.Namespace, paths: Paths, modes: tuple[str, ...], tls: bool) -> SteadyResults:
     hitless = paths.hitless(V1)
     work = Path(tempfile.mkdtemp(prefix="hitless-bench-"))
     servers: list[SteadyServer] = []
     try:
+        cert, key = make_certificate(work / "ca")
+        openssl_conf = client_config(work)
         p1 = free_port()
-        servers.append(SteadyServer("hitless", [str(hitless), "--listen", f"127.0.0.1:{p1}"], p1, p1, work))
-        h1, h2 = free_port(), free_port()
+        argv = [str(hitless), "--listen", f"127.0.0.1:{p1}"]
+        if tls:
+            argv += ["--tls-cert", str(cert), "--tls-key", str(key)]
+        servers.append(SteadyServer("hitless", argv, p1, p1, work))
+        h1, h2, h1_tls = free_port(), free_port(), free_port()
         (work / "nginx").mkdir()
         conf = (
             (paths.assets / "nginx.conf")
@@ -193,23 +295,43 @@ def steady_state(a: argparse.Namespace, paths: Paths) -> SteadyResults:
             .replace("@PREFIX@", str(work / "nginx"))
             .replace("@PORT_H1@", str(h1))
             .replace("@PORT_H2@", str(h2))
+            .replace("@PORT_TLS@", str(h1_tls))
+            .replace("@CERT@", str(cert))
+            .replace("@KEY@", str(key))
+            .replace("@SUITE@", SUITE)
+            .replace("@GROUP@", GROUP)
         )
         (work / "nginx/nginx.conf").write_text(conf)
         servers.append(
             SteadyServer(
-                "nginx", ["nginx", "-p", str(work / "nginx"), "-c", str(work / "nginx/nginx.conf")], h1, h2, work
+                "nginx",
+                ["nginx", "-p", str(work / "nginx"), "-c", str(work / "nginx/nginx.conf")],
+                h1_tls if tls else h1,
+                h2,
+                work,
             )
         )
+        tls_params = None
+        if tls:
+            got = {s.name: probe(s.port_h1, openssl_conf) or "nothing" for s in servers}
+            for name, what in got.items():
+                if what != NEGOTIATED:
+                    raise RuntimeError(f"{name} negotiated {what} with the benchmark's clients, not {NEGOTIATED}")
+            tls_params = TlsParams(
+                suite=SUITE, group=GROUP, negotiated=got, control=tls_control(h1_tls, work), ab_conns=a.wrk_conns
+            )
+            log(f"tls: every server negotiated {NEGOTIATED}; {tls_params.control}")
         # hitless' / answers from memory, as nginx's `return 200` does
         # (/healthz also looks up the deregistration flag file: a stat(2)).
         url_paths = {"hitless": "/", "nginx": "/"}
         for s in servers:
-            for mode in STEADY_MODES:  # warm-up, not recorded
+            for mode in modes:  # warm-up, not recorded
                 measure(mode, s, url_paths[s.name], 1, a, work, rnd=-1)
         runs: list[SteadyRun] = []
         repeats = 0
+        part = "tls" if tls else "steady"
         for rnd in range(a.rounds):
-            for mode in STEADY_MODES:
+            for mode in modes:
                 order = servers if rnd % 2 == 0 else servers[::-1]
 
                 def pair(mode: str = mode, order: list[SteadyServer] = order, rnd: int = rnd) -> list[SteadyRun]:
@@ -218,15 +340,15 @@ def steady_state(a: argparse.Namespace, paths: Paths) -> SteadyResults:
                         r = measure(mode, s, url_paths[s.name], a.steady_seconds, a, work, rnd)
                         out.append(r)
                         log(
-                            f"steady {rnd + 1}/{a.rounds} {mode:10} {s.name:8} {r.rps:9.0f} req/s  "
+                            f"{part} {rnd + 1}/{a.rounds} {mode:12} {s.name:8} {r.rps:9.0f} req/s  "
                             f"p50 {r.p50_ms:.3f} ms  p99 {r.p99_ms:.3f} ms  {r.us_per_req} us/req  "
                             f"server core {r.server_core_busy * 100:.0f}%  other jobs {r.other_cores:.2f} cores"
                             + (f"  ERRORS {r.errors}" if r.errors else "")
                         )
                     return out
 
-                got, n = retried(f"steady {rnd + 1}/{a.rounds} {mode}", a, pair)
-                runs += got
+                got_runs, n = retried(f"{part} {rnd + 1}/{a.rounds} {mode}", a, pair)
+                runs += got_runs
                 repeats += n
         return SteadyResults(
             params=SteadyParams(
@@ -239,6 +361,7 @@ def steady_state(a: argparse.Namespace, paths: Paths) -> SteadyResults:
                 paths=url_paths,
                 server_cpu=SERVER_CPU,
                 client_cpu=CLIENT_CPU,
+                tls=tls_params,
             ),
             runs=runs,
             repeated_for_noise=repeats,

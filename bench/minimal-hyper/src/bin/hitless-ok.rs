@@ -18,11 +18,31 @@ async fn ok(_: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
 }
 
+fn serve(
+    settings: hitless::Settings,
+    tls: Option<(&String, &String)>,
+) -> Result<(), hitless::Error> {
+    let file = |path: &String| hitless::PemSource::File(path.into());
+    let tls = match tls {
+        Some((cert, key)) => Some(hitless::Tls::load(&file(cert), &file(key))?),
+        None => None,
+    };
+    let mut server = hitless::Server::from_env(settings)?;
+    if let Some(tls) = tls {
+        server = server.with_tls(tls);
+    }
+    server.run(service_fn(ok))
+}
+
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let (Some(addr), None) = (args.next(), args.next()) else {
-        eprintln!("usage: hitless-ok HOST:PORT");
-        return ExitCode::from(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (addr, tls) = match args.as_slice() {
+        [addr] => (addr, None),
+        [addr, cert, key] => (addr, Some((cert, key))),
+        _ => {
+            eprintln!("usage: hitless-ok HOST:PORT [CERT.pem KEY.pem]");
+            return ExitCode::from(2);
+        }
     };
     let Ok(addr) = addr.parse::<hitless::ListenAddr>() else {
         eprintln!("hitless-ok: not HOST:PORT or unix:/PATH: {addr}");
@@ -32,7 +52,7 @@ fn main() -> ExitCode {
         fallback: vec![addr],
         ..hitless::Settings::default()
     };
-    match hitless::Server::from_env(settings).and_then(|s| s.run(service_fn(ok))) {
+    match serve(settings, tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hitless-ok: {e}");

@@ -9,20 +9,21 @@ from .common import MODE_NAMES, STEADY_MODES, Groups, Results
 
 
 def steady_name(res: Results, mode: str) -> str:
+    if mode not in ("h2", "h2-1conn"):
+        return MODE_NAMES[mode]
     p = res["steady"]["params"]
-    return {"h2": f"HTTP/2 (h2c), {p['h2_conns']} connections", "h2-1conn": "HTTP/2 (h2c), 1 connection"}.get(
-        mode, MODE_NAMES[mode]
-    )
+    return {"h2": f"HTTP/2 (h2c), {p['h2_conns']} connections", "h2-1conn": "HTTP/2 (h2c), 1 connection"}[mode]
 
 
-def steady_modes(res: Results) -> list[str]:
-    seen = {r["mode"] for r in res["steady"]["runs"]}
+def steady_modes(res: Results, part: str = "steady") -> list[str]:
+    """The modes `part` (steady, or tls: the same runs over TLS) measured."""
+    seen = {r["mode"] for r in res[part]["runs"]}
     return [m for m in STEADY_MODES if m in seen]
 
 
-def steady_groups(res: Results) -> Groups:
+def steady_groups(res: Results, part: str = "steady") -> Groups:
     g: Groups = defaultdict(lambda: defaultdict(list))
-    for r in res["steady"]["runs"]:
+    for r in res[part]["runs"]:
         for k in (
             "rps",
             "p50_ms",
@@ -38,9 +39,9 @@ def steady_groups(res: Results) -> Groups:
     return g
 
 
-def paired_ratios(res: Results, mode: str, key: str = "rps") -> list[float]:
+def paired_ratios(res: Results, mode: str, key: str = "rps", part: str = "steady") -> list[float]:
     by_round: dict[int, dict[str, Any]] = defaultdict(dict)
-    for r in res["steady"]["runs"]:
+    for r in res[part]["runs"]:
         if r["mode"] == mode:
             by_round[r["round"]][r["server"]] = r[key]
     return [float(d["hitless"]) / float(d["nginx"]) for d in by_round.values() if d.get("nginx") and "hitless" in d]

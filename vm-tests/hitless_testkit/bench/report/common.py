@@ -14,12 +14,15 @@ Groups = dict[tuple[str, ...], dict[str, list[Any]]]
 
 MB = 1_000_000
 MODES = ("keep-alive", "new-conn", "h2")  # client modes of the upgrade runs
-STEADY_MODES = ("keep-alive", "new-conn", "h2", "h2-1conn")
+STEADY_MODES = ("keep-alive", "new-conn", "h2", "h2-1conn", "tls-keep-alive", "tls-new-conn")
+"""Modes of the steady and tls parts, in the order of the tables."""
 MODE_NAMES = {
     "keep-alive": "HTTP/1.1 keep-alive",
     "new-conn": "new connection per request",
     "h2": "HTTP/2 (h2c)",
     "h2-1conn": "HTTP/2 (h2c), one connection",
+    "tls-keep-alive": "HTTPS keep-alive",
+    "tls-new-conn": "HTTPS, new connection (full handshake) per request",
 }
 VARIANTS = ("hitless flip", "hitless restart", "hitless (--listen)", "Go baseline")
 VARIANT_NAMES = {

@@ -6,6 +6,7 @@ from .aggregate import paired_ratios, steady_groups, steady_modes, upgrade_group
 from .common import MB, Results, fmt, mib, must_med, spread, verdict
 from .cost import cost_section
 from .steady import steady_section
+from .tls import tls_section
 from .upgrade import upgrade_section
 
 
@@ -48,6 +49,8 @@ def report(res: Results, png_name: str | None) -> str:
     w(targets_section(res))
     if "steady" in res:
         w(steady_section(res))
+    if "tls" in res:
+        w(tls_section(res))
     if "upgrade" in res:
         w(upgrade_section(res))
     if "cost" in res:
@@ -67,7 +70,9 @@ def machine_section(res: Results) -> str:
         f"- {meta['cpu']}, {meta['cores']} cores, {meta['mem_gib']} GiB, {meta['os']}, Linux {meta['kernel']} "
         f"(virtualization: {meta.get('virtualization', '?')}).",
         f"- Tools: nginx {t.get('nginx', '?')}, {t.get('wrk', '?')}, {t.get('h2load', '?')}, "
-        f"{t.get('go', '?')}, {t.get('rustc', '?')}; container: {container}.",
+        + (f"{t['ab']}, " if t.get("ab") else "")
+        + (f"{t['openssl']}, " if t.get("openssl") else "")
+        + f"{t.get('go', '?')}, {t.get('rustc', '?')}; container: {container}.",
         f"- Load average at start: {' / '.join(str(x) for x in q.get('load', []))} (1/5/15 min)"
         + (f", after waiting {q.get('waited_s')} s for a quiet machine" if q.get("waited_s") else "")
         + (
@@ -77,7 +82,11 @@ def machine_section(res: Results) -> str:
             "should be."
         ),
     ]
-    for part, what in (("steady", "steady-state runs"), ("upgrade", "upgrades under load")):
+    for part, what in (
+        ("steady", "steady-state runs"),
+        ("tls", "steady-state runs over TLS"),
+        ("upgrade", "upgrades under load"),
+    ):
         if part not in res:
             continue
         others = [r.get("other_cores") for r in res[part]["runs"]]
@@ -228,8 +237,9 @@ def method_section(res: Results) -> str:
         [
             "## How it is measured",
             "",
-            "- `bench/run` installs the tools (apt: nginx-light, wrk, nghttp2-client, golang-go, "
-            "golang-golang-x-net-dev, gnuplot-nox, systemd-container, debootstrap), builds hitless 1.0.0 and 2.0.0 "
+            "- `bench/run` installs the tools (apt: nginx-light, wrk, nghttp2-client, apache2-utils, openssl, "
+            "golang-go, golang-golang-x-net-dev, gnuplot-nox, systemd-container, debootstrap), builds hitless "
+            "1.0.0 and 2.0.0 "
             "(scripts/build-versions), the Go baseline server and the load generator, runs "
             "`python3 -m hitless_testkit.bench` (raw results: target/bench/results.json) and "
             "`python3 -m hitless_testkit.bench.report` (this page and the plot).",
@@ -238,7 +248,10 @@ def method_section(res: Results) -> str:
             "- bench/loadgen records every request (due time, latency, outcome, answering version); "
             "the benchmark reads the records and times the upgrade command (`systemctl reload` or "
             "`systemctl restart`) inside the container, with the same clock.",
-            "- Not measured here: more cores than 2, TLS, real networks, large bodies.",
+            "- `bench/run --only PART` (repeatable) measures only the parts named, and `--previous "
+            "results.json` keeps the others from an earlier run (the tls part alone: `--only tls`).",
+            "- Not measured here: more cores than 2, HTTP/2 over TLS, TLS session resumption, real networks, "
+            "large bodies.",
             "",
         ]
     )

@@ -33,21 +33,7 @@ def steady_section(res: Results) -> str:
         "as much as the servers; CPU per request is then the fairer comparison."
     )
     o.append("")
-    o.append(
-        "| mode | server | req/s | hitless / nginx (paired by run) | p50 ms | p99 ms | server CPU µs/req "
-        "| of which user / kernel | server core busy | errors |"
-    )
-    o.append("|---|---|---|---|---|---|---|---|---|---|")
-    for mode in steady_modes(res):
-        for srv in ("hitless", "nginx"):
-            k = sg[(srv, mode)]
-            ratio = fmt(paired_ratios(res, mode), 2, "×") if srv == "hitless" else ""
-            o.append(
-                f"| {steady_name(res, mode)} | {srv} | {fmt(k['rps'])} | {ratio} | {fmt(k['p50_ms'], 3)} | "
-                f"{fmt(k['p99_ms'], 2)} | {fmt(k['us_per_req'], 1)} | "
-                f"{num(must_med(k['user_us_per_req']), 1)} / {num(must_med(k['sys_us_per_req']), 1)} | "
-                f"{fmt([x * 100 for x in k['server_core_busy']])} % | {sum(k['errors'])} |"
-            )
+    o += steady_table(res)
     o.append("")
     for mode in steady_modes(res):
         hp, np_ = must_med(sg[("hitless", mode)]["p99_ms"]), must_med(sg[("nginx", mode)]["p99_ms"])
@@ -62,26 +48,7 @@ def steady_section(res: Results) -> str:
             o.append("")
     if "tail" in res:
         o += tail_table(res)
-    cpu_ratios = {
-        m: must_med(
-            [h / n for h, n in zip(sg[("hitless", m)]["us_per_req"], sg[("nginx", m)]["us_per_req"], strict=False)]
-        )
-        for m in steady_modes(res)
-    }
-    o.append(
-        "Server CPU per request, hitless relative to nginx: "
-        + ", ".join(f"{steady_name(res, m)} {cpu_ratios[m]:.2f}×" for m in steady_modes(res))
-        + " (below 1 = hitless cheaper). "
-        "Turned around, the requests one fully used core would serve (10⁶ / µs per request): "
-        + ", ".join(
-            f"{steady_name(res, m)} hitless {num(1e6 / must_med(sg[('hitless', m)]['us_per_req']))} vs nginx "
-            f"{num(1e6 / must_med(sg[('nginx', m)]['us_per_req']))} "
-            f"({must_med(sg[('nginx', m)]['us_per_req']) / must_med(sg[('hitless', m)]['us_per_req']):.2f}×)"
-            for m in steady_modes(res)
-        )
-        + "."
-    )
-    o.append("")
+    o += cpu_lines(res)
     rss = res["steady"].get("rss_kb", {})
     if rss:
         o.append(
@@ -91,6 +58,53 @@ def steady_section(res: Results) -> str:
         )
         o.append("")
     return "\n".join(o)
+
+
+def steady_table(res: Results, part: str = "steady") -> list[str]:
+    """The table of the steady part's runs, or of the tls part's."""
+    sg = steady_groups(res, part)
+    o = [
+        "| mode | server | req/s | hitless / nginx (paired by run) | p50 ms | p99 ms | server CPU µs/req "
+        "| of which user / kernel | server core busy | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode in steady_modes(res, part):
+        for srv in ("hitless", "nginx"):
+            k = sg[(srv, mode)]
+            ratio = fmt(paired_ratios(res, mode, part=part), 2, "×") if srv == "hitless" else ""
+            o.append(
+                f"| {steady_name(res, mode)} | {srv} | {fmt(k['rps'])} | {ratio} | {fmt(k['p50_ms'], 3)} | "
+                f"{fmt(k['p99_ms'], 2)} | {fmt(k['us_per_req'], 1)} | "
+                f"{num(must_med(k['user_us_per_req']), 1)} / {num(must_med(k['sys_us_per_req']), 1)} | "
+                f"{fmt([x * 100 for x in k['server_core_busy']])} % | {sum(k['errors'])} |"
+            )
+    return o
+
+
+def cpu_lines(res: Results, part: str = "steady") -> list[str]:
+    """Server CPU per request, hitless relative to nginx, and turned around."""
+    sg = steady_groups(res, part)
+    modes = steady_modes(res, part)
+    cpu_ratios = {
+        m: must_med(
+            [h / n for h, n in zip(sg[("hitless", m)]["us_per_req"], sg[("nginx", m)]["us_per_req"], strict=False)]
+        )
+        for m in modes
+    }
+    return [
+        "Server CPU per request, hitless relative to nginx: "
+        + ", ".join(f"{steady_name(res, m)} {cpu_ratios[m]:.2f}×" for m in modes)
+        + " (below 1 = hitless cheaper). "
+        "Turned around, the requests one fully used core would serve (10⁶ / µs per request): "
+        + ", ".join(
+            f"{steady_name(res, m)} hitless {num(1e6 / must_med(sg[('hitless', m)]['us_per_req']))} vs nginx "
+            f"{num(1e6 / must_med(sg[('nginx', m)]['us_per_req']))} "
+            f"({must_med(sg[('nginx', m)]['us_per_req']) / must_med(sg[('hitless', m)]['us_per_req']):.2f}×)"
+            for m in modes
+        )
+        + ".",
+        "",
+    ]
 
 
 def tail_table(res: Results) -> list[str]:
