@@ -132,7 +132,11 @@ def run(a: argparse.Namespace, paths: Paths) -> None:
     meta = machine_info()
     for part in PARTS:
         if part not in parts and part in results:
-            meta.kept_from_previous[part] = previous_meta.get("started", "?")
+            # When it was measured: the previous run's own date, or the
+            # one it had kept the part from.
+            meta.kept_from_previous[part] = (previous_meta.get("kept_from_previous") or {}).get(
+                part
+            ) or previous_meta.get("started", "?")
             if part == "upgrade":
                 meta.tools["systemd (container)"] = results[part]["params"]["systemd"]
             if part in previous_meta.get("phases", {}):
