@@ -49,14 +49,7 @@ def steady_section(res: Results) -> str:
     if "tail" in res:
         o += tail_table(res)
     o += cpu_lines(res)
-    rss = res["steady"].get("rss_kb", {})
-    if rss:
-        o.append(
-            "Memory during these runs (VmHWM, all processes of the server): "
-            + "; ".join(f"{k}: idle {mib(v['idle'])}, peak {mib(v['peak'])}" for k, v in rss.items())
-            + "."
-        )
-        o.append("")
+    o += rss_lines(res)
     return "\n".join(o)
 
 
@@ -148,3 +141,16 @@ def tail_table(res: Results) -> list[str]:
         "",
     ]
     return o
+
+
+def rss_lines(res: Results, part: str = "steady") -> list[str]:
+    """The servers' memory during the steady part's runs, or the tls part's."""
+    rss = res[part].get("rss_kb", {})
+    if not rss:
+        return []
+    return [
+        "Memory during these runs (VmHWM, all processes of the server): "
+        + "; ".join(f"{k}: idle {mib(v['idle'])}, peak {mib(v['peak'])}" for k, v in rss.items())
+        + ".",
+        "",
+    ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .common import Results, mib
-from .steady import cpu_lines, steady_table
+from .common import Results
+from .steady import cpu_lines, rss_lines, steady_table
 
 
 def tls_section(res: Results) -> str:
@@ -38,12 +38,5 @@ def tls_section(res: Results) -> str:
     o += steady_table(res, "tls")
     o.append("")
     o += cpu_lines(res, "tls")
-    rss = res["tls"].get("rss_kb", {})
-    if rss:
-        o.append(
-            "Memory during these runs (VmHWM, all processes of the server): "
-            + "; ".join(f"{k}: idle {mib(v['idle'])}, peak {mib(v['peak'])}" for k, v in rss.items())
-            + "."
-        )
-        o.append("")
+    o += rss_lines(res, "tls")
     return "\n".join(o)
