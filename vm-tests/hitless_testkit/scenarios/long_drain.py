@@ -60,7 +60,7 @@ def reloads_behind_long_request(env: Env, slow_ms: int = 15000) -> LongDrainRelo
                 if took > env.probation_s + UPGRADE_BOUND_S:
                     raise ScenarioFailed(
                         f"the {n} upgrade took {took:.2f}s, more than the probation window "
-                        f"({env.probation_s}s) + {UPGRADE_BOUND_S}s: it waited for a drain"
+                        f"({env.probation_s}s) + {UPGRADE_BOUND_S}s: it waited for its drain"
                     )
             if oldest.unit not in draining:
                 raise ScenarioFailed(
