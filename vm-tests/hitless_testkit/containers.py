@@ -56,6 +56,7 @@ NEGATIVE_CONTROLS = (
     "control-unpinned",
     "control-stop-skips-slots",
     "control-two-slots",
+    "control-stop-timeout",
 )
 TESTS = ("units", *sc.ALL, "clients", "backlog", "tls", "tls-clients", *NEGATIVE_CONTROLS)
 SUITES = {"bookworm": "Debian 12, systemd 252", "trixie": "Debian 13, systemd 257"}
@@ -64,7 +65,7 @@ given (--suite), the SLOT_TESTS on the others. Not Debian 11 (systemd 247):
 the test binaries are built on Debian 12 and need its glibc (2.34; Debian
 11 has 2.31)."""
 DEFAULT_SUITES = ("bookworm", "trixie")
-SLOT_TESTS = ("bad-build-answers-500", "bad-build-crashes", "pinned", "verbs-mid-flip", "long-drain")
+SLOT_TESTS = ("bad-build-answers-500", "bad-build-crashes", "pinned", "verbs-mid-flip", "long-drain", "stalled-peers")
 """What the other suites run by default: the scenarios of the slots'
 probation, pinned builds, verbs in the middle of a flip, and reloads behind
 a long drain (their negative controls run on the first suite)."""
@@ -384,6 +385,14 @@ class Runner:
             self.drop_in(m, sc.CONTROLLER, '[Service]\nEnvironment="HITLESS_SLOTS=blue green"\n')
             self.control("control-two-slots", m, sc.reloads_behind_long_request, "two slots", "waited for its drain")
 
+    def control_stop_timeout(self, m: Machine) -> None:
+        with subtest("negative control: a stop timeout shorter than the drain leaves the stalled slot failed"):
+            # systemd kills the slot before its drain deadline ends the
+            # peers' connections: what a slot left failed by stalled peers
+            # looks like.
+            self.drop_in(m, "hitless@.service", "[Service]\nTimeoutStopSec=5s\n")
+            self.control("control-stop-timeout", m, sc.stalled_peers, "TimeoutStopSec=5s", "failed while stopping")
+
     def test_clients(self, m: Machine) -> None:
         """Real client libraries through upgrades (container only: the
         Debian root file system has them)."""
@@ -505,6 +514,7 @@ class Runner:
             "control-unpinned": self.control_unpinned,
             "control-stop-skips-slots": self.control_stop_skips_slots,
             "control-two-slots": self.control_two_slots,
+            "control-stop-timeout": self.control_stop_timeout,
         }
         everything: dict[str, Record] = {}
         for i, (suite, rootfs) in enumerate(self.suites.items()):

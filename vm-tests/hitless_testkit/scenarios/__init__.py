@@ -65,6 +65,7 @@ from .records import Record
 from .report import as_json, format_results
 from .rotation import certificate_rotation
 from .sigkill import sigkill_under_load
+from .stalled_peers import stalled_peers
 from .upgrade import upgrade_under_load
 from .verbs import verbs_mid_flip
 
@@ -84,6 +85,7 @@ ALL: dict[str, Callable[[Env], Record]] = {
     "pinned": pinned_after_failed_upgrade,
     "verbs-mid-flip": verbs_mid_flip,
     "long-drain": reloads_behind_long_request,
+    "stalled-peers": stalled_peers,
 }
 """Every scenario by its short name, in the order the container tests run them."""
 
@@ -117,6 +119,7 @@ __all__ = [
     "reloads_behind_long_request",
     "served",
     "sigkill_under_load",
+    "stalled_peers",
     "upgrade_under_load",
     "upgrade_with_slow_requests",
     "upgrades_back_to_back",

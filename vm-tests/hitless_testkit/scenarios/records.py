@@ -308,6 +308,21 @@ class DeadPeerResult:
 
 
 @dataclass
+class StalledPeersResult:
+    upgrade_s: float
+    """The upgrade with the stalled peers on the old slot, in seconds."""
+    old_slot_stopped_s: float
+    """From the upgrade's return until the old slot had stopped, in seconds."""
+    old_slot_result: str
+    """systemd's Result= of the old slot once stopped ("success")."""
+    old_slot_status: str
+    """Its main process' exit status (ExecMainStatus=)."""
+    warning: str
+    """The old slot's log line about the connections it cut."""
+    modes: dict[str, ModeNumbers]
+
+
+@dataclass
 class CrashLoopResult:
     seconds: float
     """How long the crashing build ran, in seconds."""
@@ -432,6 +447,7 @@ Record = (
     | StopDuringReloadResult
     | LongDrainReloadsResult
     | DeadPeerResult
+    | StalledPeersResult
     | SigkillResult
     | CrashLoopResult
     | AdminResult
