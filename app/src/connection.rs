@@ -352,6 +352,11 @@ impl<S> Http<S> {
             .header_read_timeout(None)
             .max_header_size(MAX_HEAD_BYTES)
             .max_buf_size(MAX_HEAD_BYTES)
+            // A client may shut down its sending side once its request is
+            // out (a TCP half-close, as `nc -N` does): answer it, then
+            // close. hyper's default drops the request at that EOF and the
+            // client gets nothing.
+            .half_close(true)
             // Copy each response into one buffer and write it with one
             // write(2), instead of a writev(2) of the head and the body's
             // chunks: for the small responses most services send, about

@@ -185,3 +185,22 @@ fn host_field_as_rfc_9112_section_3_2_says() {
         assert!(status(bad).contains(" 400 "), "{bad:?}: {}", status(bad));
     }
 }
+
+/// A client may shut down its sending side once its request is out (a
+/// half-close): the response still comes, then the connection closes.
+#[test]
+fn a_half_closed_client_gets_its_response() {
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let _server = serve(&listener);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /slow?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let resp = String::from_utf8_lossy(&out);
+    assert!(status_line(&resp).contains(" 200 "), "{resp:?}");
+    assert!(resp.ends_with("slept 300 ms\n"), "{resp:?}");
+}
