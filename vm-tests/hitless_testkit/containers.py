@@ -1,6 +1,6 @@
 """Run the hitless scenarios in Debian containers with systemd as PID 1:
 every test on Debian 12 (systemd 252), the slots' scenarios (SLOT_TESTS)
-also on Debian 13 (systemd 257).
+also on Debian 13 (systemd 257) and Debian 11 (systemd 247).
 
 Normally started by vm-tests/run-container-tests, which builds what this
 needs first. Each test gets a fresh ephemeral container, into which the unit
@@ -59,12 +59,15 @@ NEGATIVE_CONTROLS = (
     "control-stop-timeout",
 )
 TESTS = ("units", *sc.ALL, "clients", "backlog", "tls", "tls-clients", *NEGATIVE_CONTROLS)
-SUITES = {"bookworm": "Debian 12, systemd 252", "trixie": "Debian 13, systemd 257"}
+SUITES = {
+    "bookworm": "Debian 12, systemd 252",
+    "trixie": "Debian 13, systemd 257",
+    "bullseye": "Debian 11, systemd 247",
+}
 """The Debian releases the tests can boot; every test runs on the first one
-given (--suite), the SLOT_TESTS on the others. Not Debian 11 (systemd 247):
-the test binaries are built on Debian 12 and need its glibc (2.34; Debian
-11 has 2.31)."""
-DEFAULT_SUITES = ("bookworm", "trixie")
+given (--suite), the SLOT_TESTS on the others. One build of the binaries
+runs on all of them: scripts/build-versions links against glibc 2.17."""
+DEFAULT_SUITES = ("bookworm", "trixie", "bullseye")
 SLOT_TESTS = ("bad-build-answers-500", "bad-build-crashes", "pinned", "verbs-mid-flip", "long-drain", "stalled-peers")
 """What the other suites run by default: the scenarios of the slots'
 probation, pinned builds, verbs in the middle of a flip, and reloads behind

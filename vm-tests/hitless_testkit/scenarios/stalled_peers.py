@@ -61,6 +61,9 @@ threading.Thread(target=s.sendall, args=(b"GET /version HTTP/1.1\r\nHost: t\r\n\
 time.sleep(600)
 """
 
+CLEAN_END = (": Deactivated successfully.", ": Succeeded.")
+"""systemd's journal line for a unit that stopped cleanly (248 and later;
+247 and earlier)."""
 WARNING = "cutting 2 connection(s) waiting for peers that stopped reading"
 """What the library logs when its drain deadline cuts only such peers: both
 of them, still held at the deadline."""
@@ -130,9 +133,11 @@ def stalled_peers(env: Env) -> StalledPeersResult:
         if not warning:
             problems.append(f"the old slot's log does not say what its drain cut ({WARNING!r})")
         # A cleanly stopped instance may be unloaded at once (systemctl then
-        # shows defaults); systemd's own line in its journal says how it ended.
-        if "Deactivated successfully" not in journal:
-            problems.append("systemd did not log the old slot as 'Deactivated successfully'")
+        # shows defaults); systemd's own line in its journal says how it ended:
+        # "Deactivated successfully." since systemd 248, "Succeeded." before.
+        if not any(line.strip().endswith(CLEAN_END) for line in journal.splitlines()):
+            tail = " | ".join(journal.splitlines()[-4:])
+            problems.append(f"systemd did not log the old slot as ended cleanly; its journal ends: {tail}")
         if problems:
             raise ScenarioFailed("stalled peers: " + "; ".join(problems))
         env.results["stalled-peers"] = res
