@@ -88,8 +88,8 @@ where
         // Only HTTP/1 lingers for a body (HTTP/2 asks h2, which costs a
         // lock).
         let in_flight = self.activity.request(http1 && !req.body().is_end_stream());
-        // HTTP/1 only: the Connection header and its persistence rules;
-        // HTTP/2 has its own Host rules (`authority_error`).
+        // HTTP/1 only: Host is an HTTP/1.1 rule (HTTP/2 carries
+        // :authority, RFC 9113 §8.3.1), and so are the headers below.
         let head = if http1 {
             Head::of(&req)
         } else {
@@ -101,12 +101,7 @@ where
         if keep_alive {
             self.activity.set_keep_alive_announced();
         }
-        let rejected = if http1 {
-            head.host_error(version)
-        } else {
-            authority_error(&req)
-        };
-        let state = if rejected {
+        let state = if http1 && head.host_error(version) {
             State::Rejected
         } else {
             State::Calling {
@@ -170,62 +165,6 @@ impl Head {
     /// the service.
     fn host_error(&self, version: Version) -> bool {
         self.hosts > 1 || self.bad_host || (self.hosts == 0 && version == Version::HTTP_11)
-    }
-}
-
-/// Whether an HTTP/2 request breaks RFC 9113 §8.3.1: a request must carry
-/// `:authority` or `Host` (its scheme, `http` or `https`, has a mandatory
-/// authority), `:authority` without userinfo, and a `Host` that identifies
-/// what `:authority` does (compared as an origin server may: the host
-/// case-insensitively, a missing port as the scheme's default, RFC 3986
-/// §6.2.3); and, as for HTTP/1.1, one `Host` at most, with a valid, non-empty
-/// value. Answered 400 by the server, never seen by the service.
-///
-/// hyper gives `:authority` as the request URI's authority; h2 keeps
-/// `:scheme` only along with it, so a request without `:authority` is taken
-/// as `http` or `https`. CONNECT always has `:authority` (§8.5).
-fn authority_error<T>(req: &Request<T>) -> bool {
-    let mut hosts = req.headers().get_all(HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() || host.is_some_and(|h| h.is_empty() || !valid_host(h.as_bytes())) {
-        return true;
-    }
-    let Some(authority) = req.uri().authority() else {
-        return host.is_none();
-    };
-    let default_port = match req.uri().scheme_str() {
-        Some("http") => "80",
-        Some("https") => "443",
-        _ => "",
-    };
-    authority.as_str().contains('@')
-        || host.is_some_and(|host| {
-            !same_origin_host(authority.as_str().as_bytes(), host.as_bytes(), default_port)
-        })
-}
-
-/// Whether two `uri-host [ ":" port ]` values name the same host and port:
-/// the host case-insensitively, an absent or empty port as `default_port`
-/// (RFC 3986 §6.2.2.1, §6.2.3).
-fn same_origin_host(a: &[u8], b: &[u8], default_port: &str) -> bool {
-    let default_port = default_port.as_bytes();
-    let ((host_a, port_a), (host_b, port_b)) =
-        (split_port(a, default_port), split_port(b, default_port));
-    host_a.eq_ignore_ascii_case(host_b) && port_a == port_b
-}
-
-/// `uri-host [ ":" port ]` as host and port, `default_port` when the port
-/// is absent or empty. The port follows the first ':' after an
-/// IP-literal's brackets.
-fn split_port<'a>(value: &'a [u8], default_port: &'a [u8]) -> (&'a [u8], &'a [u8]) {
-    let host_end = value.iter().rposition(|&c| c == b']').map_or(0, |i| i + 1);
-    match value[host_end..].iter().position(|&c| c == b':') {
-        Some(i) => {
-            let port = &value[host_end + i + 1..];
-            let port = if port.is_empty() { default_port } else { port };
-            (&value[..host_end + i], port)
-        }
-        None => (value, default_port),
     }
 }
 
@@ -557,40 +496,6 @@ mod tests {
             "[fe80::1%25en1]",
         ] {
             assert!(!valid_host(bad.as_bytes()), "{bad:?}");
-        }
-    }
-
-    fn h2_request(uri: &str, hosts: &[&str]) -> Request<()> {
-        let mut req = request(Version::HTTP_2, hosts);
-        *req.uri_mut() = uri.parse().unwrap();
-        req
-    }
-
-    #[test]
-    fn http2_authority_as_rfc_9113_section_8_3_1_says() {
-        for (uri, hosts) in [
-            ("http://t/", &[][..]),
-            ("/", &["t"][..]),
-            ("http://t/", &["t"][..]),
-            ("http://T:80/", &["t"][..]),
-            ("https://t/", &["t:443"][..]),
-            ("http://[::1]:8080/", &["[::1]:8080"][..]),
-            ("http://t:/", &["t"][..]),
-        ] {
-            assert!(!authority_error(&h2_request(uri, hosts)), "{uri} {hosts:?}");
-        }
-        for (uri, hosts) in [
-            // Neither :authority nor Host.
-            ("/", &[][..]),
-            ("http://user@t/", &[][..]),
-            ("http://t/", &["u"][..]),
-            ("http://t:8080/", &["t"][..]),
-            ("https://t/", &["t:80"][..]),
-            ("http://t/", &["t", "t"][..]),
-            ("/", &[""][..]),
-            ("/", &["a, b"][..]),
-        ] {
-            assert!(authority_error(&h2_request(uri, hosts)), "{uri} {hosts:?}");
         }
     }
 

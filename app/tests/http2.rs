@@ -109,30 +109,3 @@ fn curl_speaks_h2c_to_it() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2");
 }
-
-/// RFC 9113 §8.3.1: `:authority` without userinfo, and a `Host` that names
-/// what `:authority` does; otherwise 400, and the connection serves on.
-#[tokio::test]
-async fn authority_and_host_as_rfc_9113_section_8_3_1_says() {
-    let listener = tcp_listener();
-    let addr = listener.local_addr().unwrap();
-    let _server = serve(&listener);
-    let (mut sender, _conn) = h2_connect(addr).await;
-    let mut status = async |uri: &str, host: Option<&str>| {
-        let mut req = Request::get(uri);
-        if let Some(host) = host {
-            req = req.header("host", host);
-        }
-        let resp = sender
-            .send_request(req.body(Empty::new()).expect("request"))
-            .await
-            .expect("response");
-        resp.status().as_u16()
-    };
-    assert_eq!(status("http://test/healthz", None).await, 200);
-    assert_eq!(status("http://test/healthz", Some("TEST:80")).await, 200);
-    assert_eq!(status("http://test/healthz", Some("other")).await, 400);
-    assert_eq!(status("http://test:8080/healthz", Some("test")).await, 400);
-    assert_eq!(status("http://user@test/healthz", None).await, 400);
-    assert_eq!(status("http://test/healthz", None).await, 200);
-}
