@@ -1,17 +1,21 @@
 //! Logging: native journald records when stderr is connected to the journal
 //! (systemd sets `JOURNAL_STREAM=<dev>:<inode>` of that stream), readable
-//! text on stderr otherwise. `RUST_LOG` sets the filter (default `info`).
+//! text on stderr otherwise. `RUST_LOG` sets the filter (default `info`): a
+//! level, or comma-separated `target=level` directives such as
+//! `warn,hitless=debug` (tracing-subscriber's `filter::Targets` syntax; span
+//! and field filters are not supported). A value that does not parse is
+//! reported on stderr and `info` is used.
 
 use std::io::{self, IsTerminal};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = filter_from_env();
     let registry = tracing_subscriber::registry().with(filter);
     if stderr_is_journal() {
         match tracing_journald::layer() {
@@ -37,6 +41,34 @@ pub fn init() {
         .init();
 }
 
+/// The filter `RUST_LOG` names, `info` when it is unset or empty.
+fn filter_from_env() -> Targets {
+    let value = std::env::var("RUST_LOG").ok();
+    match parse_filter(value.as_deref()) {
+        Ok(filter) => filter,
+        Err(e) => {
+            eprintln!("hitless: {e}; logging at info");
+            default_filter()
+        }
+    }
+}
+
+fn default_filter() -> Targets {
+    Targets::new().with_default(LevelFilter::INFO)
+}
+
+/// `filter::Targets` rather than `EnvFilter`: the same directive syntax for
+/// levels and targets, without the regular-expression engine that
+/// `EnvFilter` compiles at every start (about 250 KiB of code and its heap).
+fn parse_filter(value: Option<&str>) -> Result<Targets, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(default_filter()),
+        Some(v) => v
+            .parse()
+            .map_err(|e| format!("RUST_LOG={v:?} is not a log filter ({e})")),
+    }
+}
+
 fn stderr_is_journal() -> bool {
     let Ok(expected) = std::env::var("JOURNAL_STREAM") else {
         return false;
@@ -60,7 +92,34 @@ fn journal_stream_matches(value: &str, dev: u64, ino: u64) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::journal_stream_matches;
+    use super::{journal_stream_matches, parse_filter};
+    use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn rust_log_levels_and_targets() {
+        let default = parse_filter(None).unwrap();
+        assert_eq!(default.default_level(), Some(LevelFilter::INFO));
+        assert_eq!(
+            parse_filter(Some(" ")).unwrap().default_level(),
+            Some(LevelFilter::INFO)
+        );
+        assert_eq!(
+            parse_filter(Some("warn")).unwrap().default_level(),
+            Some(LevelFilter::WARN)
+        );
+        let t = parse_filter(Some("warn,hitless=debug")).unwrap();
+        assert!(t.would_enable("hitless::server", &tracing::Level::DEBUG));
+        assert!(!t.would_enable("h2::codec", &tracing::Level::INFO));
+    }
+
+    #[test]
+    fn rust_log_that_does_not_parse() {
+        let e = parse_filter(Some("hitless=loud")).unwrap_err();
+        assert!(
+            e.starts_with("RUST_LOG=\"hitless=loud\" is not a log filter ("),
+            "{e}"
+        );
+    }
 
     #[test]
     fn journal_stream_format() {

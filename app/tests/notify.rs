@@ -70,3 +70,43 @@ fn started_by_hand_without_notify_socket_is_fine() {
     let log = server.stderr();
     assert!(!log.contains("sd_notify failed"), "{log}");
 }
+
+/// Starts, serves one request and stops on SIGTERM with `RUST_LOG` set to
+/// `rust_log`; returns what it wrote to stderr.
+fn stderr_with_rust_log(rust_log: &str) -> String {
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let mut server = Launch::with_listener(&listener)
+        .env("RUST_LOG", rust_log)
+        .with_notify()
+        .spawn();
+    server.wait_ready();
+    assert_eq!(get(addr, "/healthz").unwrap().status, 200);
+    server.sigterm();
+    assert!(server.wait_exit(Duration::from_secs(10)).success());
+    server.stderr()
+}
+
+#[test]
+fn rust_log_sets_the_level_per_target() {
+    // The drain's last line is at info: shown by default, not at warn.
+    let info = stderr_with_rust_log("info");
+    assert!(info.contains("drain complete, exiting"), "{info}");
+    let warn = stderr_with_rust_log("warn");
+    assert!(!warn.contains("drain complete"), "{warn}");
+    let per_target = stderr_with_rust_log("warn,hitless=info");
+    assert!(
+        per_target.contains("drain complete, exiting"),
+        "{per_target}"
+    );
+}
+
+#[test]
+fn a_rust_log_that_does_not_parse_is_reported_and_info_is_used() {
+    let stderr = stderr_with_rust_log("hitless=loud");
+    assert!(
+        stderr.contains("hitless: RUST_LOG=\"hitless=loud\" is not a log filter ("),
+        "{stderr}"
+    );
+    assert!(stderr.contains("drain complete, exiting"), "{stderr}");
+}

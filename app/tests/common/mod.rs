@@ -193,10 +193,13 @@ impl Launch {
         self.cmd
             .fd_mappings(mappings)
             .expect("fd mappings")
-            .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // Debug logs unless the test chose its own filter.
+        if !self.cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            self.cmd.env("RUST_LOG", "debug");
+        }
         let mut child = self.cmd.spawn().expect("spawn hitless");
         // Drain stderr continuously so a chatty child never blocks on a full pipe.
         let stderr = child.stderr.take().map(|mut pipe| {
