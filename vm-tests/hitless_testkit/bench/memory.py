@@ -3,7 +3,10 @@ idle, per idle keep-alive connection, and after a burst of connections has
 closed. bench/instructions prints and records these beside the instruction
 counts.
 
-- idle: the resident set 2 s after the server listens, before any request;
+- idle: the resident set 2 s after the server listens, before any request,
+  and how much of it is anonymous (the process' own heap, stacks and
+  relocated data) and how much file-backed (pages of the binary and the
+  shared libraries, which the page cache shares; /proc/PID/smaps_rollup);
 - every request is GET /healthz, answered `ok`;
 - per idle connection: open N connections, send one request on each and read
   its answer, let them sit idle for IDLE_WAIT seconds (past the server's
@@ -48,6 +51,8 @@ H2_GET = b"\x00\x00\x0f\x01\x05\x00\x00\x00\x01" + b"\x82\x86\x44\x08/healthz\x4
 class Memory:
     server: str
     idle_kb: int
+    idle_anon_kb: int = 0
+    idle_file_kb: int = 0
     per_connection_bytes: dict[str, float] = field(default_factory=dict)
     burst_peak_kb: int = 0
     after_burst_kb: int = 0
@@ -58,6 +63,17 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def rss_split_kb(pid: int) -> tuple[int, int]:
+    """(anonymous, file-backed) kB of the resident set, from smaps_rollup."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if rest.strip().endswith("kB"):
+            fields[key] = int(rest.split()[0])
+    anon = fields["Anonymous"]
+    return anon, fields["Rss"] - anon
 
 
 def raise_nofile() -> None:
@@ -102,7 +118,7 @@ def measure_memory(name: str, argv: list[str], port: int) -> Memory:
     try:
         wait_port(port, proc, timeout=20)
         time.sleep(2)
-        mem = Memory(name, rss_kb(proc.pid))
+        mem = Memory(name, rss_kb(proc.pid), *rss_split_kb(proc.pid))
         for label, http2 in (("HTTP/1.1", False), ("h2c", True)):
             before = rss_kb(proc.pid)
             socks = open_with_request(port, CONNECTIONS, http2)
