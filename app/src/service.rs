@@ -113,6 +113,7 @@ where
             work: None,
             in_flight: Some(in_flight),
             keep_alive,
+            http10: version == Version::HTTP_10,
             // Only HTTP/1 answers need it.
             shared: http1.then(|| self.shared.clone()),
         }
@@ -272,6 +273,8 @@ pin_project! {
         in_flight: Option<InFlight>,
         // Add `Keep-Alive`, on a persistent HTTP/1 connection.
         keep_alive: bool,
+        // The request was HTTP/1.0.
+        http10: bool,
         // HTTP/1: what its answers need.
         shared: Option<Arc<Shared>>,
     }
@@ -333,6 +336,14 @@ where
                 headers.insert(CONNECTION, HeaderValue::from_static("close"));
             } else if *this.keep_alive && !has_token(headers, "close") {
                 headers.insert(KEEP_ALIVE, shared.keep_alive.clone());
+            }
+            // An HTTP/1.0 client that asked for keep-alive: hyper adds
+            // `keep-alive` to an HTTP/1.1 response's `Connection` even when
+            // it says `close`. Given as HTTP/1.0 (hyper writes HTTP/1.0 to
+            // such a client anyway), the response closes the connection
+            // with `Connection: close` alone (RFC 9112 §9.3).
+            if *this.http10 && has_token(headers, "close") {
+                *response.version_mut() = Version::HTTP_10;
             }
         }
         Poll::Ready(Ok(response))

@@ -205,6 +205,46 @@ fn host_field_as_rfc_9112_section_3_2_says() {
     }
 }
 
+/// An HTTP/1.0 client that asks for keep-alive and is answered with a
+/// close (here a rejected request; one answered while draining takes the
+/// same path) is told
+/// `Connection: close` and nothing else, and the connection closes.
+#[test]
+fn an_http10_keep_alive_client_told_to_close_is_told_only_that() {
+    let listener = tcp_listener();
+    let addr = listener.local_addr().unwrap();
+    let _server = serve(&listener);
+    let exchange = |request: &str| {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        // Read to EOF: the server must close.
+        s.read_to_end(&mut out)
+            .expect("server closes the connection");
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let connection = |resp: &str| {
+        resp.lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("connection:"))
+            .map(|l| l[11..].trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    let rejected = exchange("GET / HTTP/1.0\r\nHost: a, b\r\nConnection: keep-alive\r\n\r\n");
+    assert!(rejected.starts_with("HTTP/1.0 400 "), "{rejected:?}");
+    assert_eq!(connection(&rejected), ["close"], "{rejected:?}");
+    // Control: the same client, answered normally, keeps the connection.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).unwrap();
+    let resp = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(resp.starts_with("HTTP/1.0 200 "), "{resp:?}");
+    assert_eq!(connection(&resp), ["keep-alive"], "{resp:?}");
+}
+
 /// A client may shut down its sending side once its request is out (a
 /// half-close): the response still comes, then the connection closes.
 #[test]
