@@ -103,10 +103,11 @@ fn rust_log_sets_the_level_per_target() {
 
 #[test]
 fn a_rust_log_that_does_not_parse_is_reported_and_info_is_used() {
-    let stderr = stderr_with_rust_log("hitless=loud");
-    assert!(
-        stderr.contains("hitless: RUST_LOG=\"hitless=loud\" is not a log filter ("),
-        "{stderr}"
-    );
-    assert!(stderr.contains("drain complete, exiting"), "{stderr}");
+    // A level's typo, and EnvFilter's span syntax.
+    for value in ["wran", "hitless[conn]=debug"] {
+        let stderr = stderr_with_rust_log(value);
+        let line = format!("hitless: RUST_LOG={value:?} is not a log filter: ");
+        assert!(stderr.contains(&line), "{stderr}");
+        assert!(stderr.contains("drain complete, exiting"), "{stderr}");
+    }
 }
