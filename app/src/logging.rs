@@ -53,46 +53,71 @@ fn filter_from_env() -> Targets {
 }
 
 /// `RUST_LOG` as comma-separated directives, each a level (the default for
-/// every target; `info` when none is given) or `target=level`; levels are
-/// `off`, `error`, `warn`, `info`, `debug`, `trace`. Read into
-/// `filter::Targets` rather than `EnvFilter`, which compiles regular
-/// expressions at every start (its engine made the binary 660 kB larger),
-/// and strictly: a word that is not a level is an error, not a target
-/// name, so a typo cannot switch every log line off.
+/// every target; `info` when none is given) or `target=level`, where a
+/// target is a module path (`hitless`, `hitless::server`, `h2`) and a level
+/// one of `off`, `error`, `warn`, `info`, `debug`, `trace` (any case).
+/// Read into `filter::Targets` rather than `EnvFilter`, which compiles
+/// regular expressions at every start (its engine made the binary 660 kB
+/// larger), and strictly, so that a typo cannot switch log lines off.
 ///
 /// Errors: a value that is not UTF-8, or a directive that is neither of
-/// the two forms (span and field filters, `target[span]=level`, included).
+/// the two forms (span and field filters, `target[span]=level`, included);
+/// the message quotes the directive, cut at 64 characters.
 fn parse_filter(value: Option<&OsStr>) -> Result<Targets, String> {
     let Some(raw) = value else {
         return Ok(Targets::new().with_default(LevelFilter::INFO));
     };
     let text = raw
         .to_str()
-        .ok_or_else(|| format!("RUST_LOG={raw:?} is not UTF-8"))?;
+        .ok_or_else(|| "RUST_LOG is not UTF-8".to_string())?;
     let mut default = LevelFilter::INFO;
     let mut filter = Targets::new();
     for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let bad = || {
+            let shown: String = directive.chars().take(64).collect();
+            let cut = if shown.len() < directive.len() {
+                "..."
+            } else {
+                ""
+            };
             format!(
-                "RUST_LOG={text:?} is not a log filter: {directive:?} is neither a level \
+                "RUST_LOG is not a log filter: {shown:?}{cut} is neither a level \
                  (off, error, warn, info, debug, trace) nor target=level"
             )
         };
         match directive.split_once('=') {
-            None => default = directive.parse().map_err(|_| bad())?,
-            Some((target, level)) => {
+            None => default = level(directive).ok_or_else(bad)?,
+            Some((target, lvl)) => {
                 let target = target.trim();
-                let level: LevelFilter = level.trim().parse().map_err(|_| bad())?;
-                if target.is_empty()
-                    || target.contains(|c: char| c.is_whitespace() || "[]{}\"=".contains(c))
-                {
+                if !is_module_path(target) {
                     return Err(bad());
                 }
-                filter = filter.with_target(target, level);
+                filter = filter.with_target(target, level(lvl.trim()).ok_or_else(bad)?);
             }
         }
     }
     Ok(filter.with_default(default))
+}
+
+/// A level by name; tracing's parser also takes digits and reads an empty
+/// string as `error`, neither of which a reader of the value would guess.
+fn level(name: &str) -> Option<LevelFilter> {
+    let named = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphabetic());
+    named.then(|| name.parse().ok()).flatten()
+}
+
+/// `ident(::ident)*`, optionally ending in `::` (a prefix of every module
+/// below), as the targets of `tracing` events from Rust code are.
+fn is_module_path(target: &str) -> bool {
+    let path = target.strip_suffix("::").unwrap_or(target);
+    !path.is_empty()
+        && path.split("::").all(|ident| {
+            let mut chars = ident.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
 }
 
 fn stderr_is_journal() -> bool {
@@ -157,21 +182,30 @@ mod tests {
         for value in [
             "hitless=loud",
             "wran",
-            "loud",
+            "warn,loud",
             "hitless[conn]=debug",
             "hitless{x=1}=debug",
             "=debug",
+            "hitless=",
             "a b=info",
+            "hyper-util=debug",
+            "hitless.server=debug",
+            "warn;hitless=debug",
+            "2",
+            "hitless=0",
         ] {
             let e = parse(value).unwrap_err();
             assert!(
-                e.starts_with(&format!("RUST_LOG={value:?} is not a log filter: ")),
-                "{e}"
+                e.starts_with("RUST_LOG is not a log filter: \""),
+                "{value}: {e}"
             );
         }
+        let long = "x".repeat(100_000);
+        let e = parse(&long).unwrap_err();
+        assert!(e.len() < 200 && e.contains("xx\"... is neither"), "{e}");
         use std::os::unix::ffi::OsStrExt;
         let e = parse_filter(Some(std::ffi::OsStr::from_bytes(b"\xff"))).unwrap_err();
-        assert!(e.ends_with("is not UTF-8"), "{e}");
+        assert_eq!(e, "RUST_LOG is not UTF-8");
     }
 
     #[test]

@@ -106,8 +106,8 @@ fn a_rust_log_that_does_not_parse_is_reported_and_info_is_used() {
     // A level's typo, and EnvFilter's span syntax.
     for value in ["wran", "hitless[conn]=debug"] {
         let stderr = stderr_with_rust_log(value);
-        let line = format!("hitless: RUST_LOG={value:?} is not a log filter: ");
-        assert!(stderr.contains(&line), "{stderr}");
+        let line = "hitless: RUST_LOG is not a log filter: \"";
+        assert!(stderr.contains(line), "{stderr}");
         assert!(stderr.contains("drain complete, exiting"), "{stderr}");
     }
 }

@@ -518,7 +518,9 @@ def section(res: Results) -> str:
             "Resident set (VmRSS) read from outside, one tokio worker thread: idle 2 s after "
             f"listening; per idle connection = growth of the resident set with {CONNECTIONS:,} "
             f"connections that each sent one request and then sat idle for {IDLE_WAIT:.0f} s, "
-            f"divided by {CONNECTIONS:,}; then {BURST:,} connections with a request each, all "
+            f"divided by {CONNECTIONS:,}, HTTP/1.1 and h2c each in a fresh server process (so that "
+            f"neither is measured in memory the other freed); then {BURST:,} connections with a "
+            "request each, all "
             f"closed, and the resident set {SETTLE:.0f} s later. hitless (library) and minimal "
             "hyper use glibc's malloc; the demo service uses jemalloc.",
             "",
@@ -538,13 +540,13 @@ def section(res: Results) -> str:
             "connection starts and kept until it closes (its frame writer's 16 KiB, its frame reader's "
             "8 KiB, its HPACK decoder's 4 KiB), 3.5 kB h2's stream slabs, which keep the capacity of "
             "the busiest moment, and 2 KiB the tokio task. Only the pages written become resident, "
-            "hence the 13 to 17 kB above. Neither hyper nor h2 has a setting for these buffers or a "
+            "hence the smaller per-h2c figures above. Neither hyper nor h2 has a setting for these buffers or a "
             "way to release them while the connection is idle, so the ≤ 8 kB an idle HTTP/1.1 "
             "connection meets is out of reach for HTTP/2 without a change to h2 itself.",
             "",
             "What the idle resident set is (measured once, 2026-12-03, the demo service, "
             "/proc/PID/smaps): mostly file-backed pages. A build linked against the system's glibc "
-            "maps about 2.1 MB of libc.so.6, libm.so.6, ld-linux and libgcc_s whatever the program "
+            "maps 2.1 to 2.3 MB of libc.so.6, libm.so.6, ld-linux and libgcc_s whatever the program "
             "does, and about 3 MB of its own 5.1 MB binary (the kernel maps file pages in blocks "
             "around each one used); the anonymous part is about 0.9 MB, of which jemalloc's arenas "
             "and its background threads about 0.6 MB (turning the threads off saved 0.2 MB and a "

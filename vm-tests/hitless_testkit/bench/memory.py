@@ -12,7 +12,7 @@ counts.
   its answer, let them sit idle for IDLE_WAIT seconds (past the server's
   first quiet check, when hitless releases an idle HTTP/1 connection's
   buffers), and divide the growth of the resident set by N; HTTP/1.1 and
-  h2c (prior knowledge) separately;
+  h2c (prior knowledge) each in a server process of its own;
 - after a burst: open BURST connections with a request each, close them all,
   wait SETTLE seconds, and compare the resident set with the idle one.
 
@@ -21,6 +21,7 @@ The servers run one tokio worker thread, as in the rest of the benchmark.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import select
@@ -28,6 +29,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,29 +114,44 @@ def open_with_request(port: int, n: int, http2: bool) -> list[socket.socket]:
 
 
 def measure_memory(name: str, argv: list[str], port: int) -> Memory:
+    """Idle, HTTP/1.1 and the burst in one server process; h2c in a fresh
+    one, so that neither mode is measured in memory the other freed (glibc's
+    malloc keeps freed memory and reuses it)."""
     raise_nofile()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TOKIO_WORKER_THREADS": "1", "RUST_LOG": "warn"}
+
+    def idle_connections(pid: int, http2: bool) -> float:
+        before = rss_kb(pid)
+        socks = open_with_request(port, CONNECTIONS, http2)
+        time.sleep(IDLE_WAIT)
+        after = rss_kb(pid)
+        for s in socks:
+            s.close()
+        return (after - before) * 1024 / CONNECTIONS
+
+    with running(argv, port, env) as pid:
+        mem = Memory(name, rss_kb(pid), *rss_split_kb(pid))
+        mem.per_connection_bytes["HTTP/1.1"] = idle_connections(pid, False)
+        time.sleep(1)
+        socks = open_with_request(port, BURST, False)
+        mem.burst_peak_kb = rss_kb(pid)
+        for s in socks:
+            s.close()
+        time.sleep(SETTLE)
+        mem.after_burst_kb = rss_kb(pid)
+    with running(argv, port, env) as pid:
+        mem.per_connection_bytes["h2c"] = idle_connections(pid, True)
+    return mem
+
+
+@contextlib.contextmanager
+def running(argv: list[str], port: int, env: dict[str, str]) -> Iterator[int]:
+    """The server's pid, 2 s after it listens; stopped (SIGTERM) on exit."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_port(port, proc, timeout=20)
         time.sleep(2)
-        mem = Memory(name, rss_kb(proc.pid), *rss_split_kb(proc.pid))
-        for label, http2 in (("HTTP/1.1", False), ("h2c", True)):
-            before = rss_kb(proc.pid)
-            socks = open_with_request(port, CONNECTIONS, http2)
-            time.sleep(IDLE_WAIT)
-            after = rss_kb(proc.pid)
-            mem.per_connection_bytes[label] = (after - before) * 1024 / CONNECTIONS
-            for s in socks:
-                s.close()
-            time.sleep(1)
-        socks = open_with_request(port, BURST, False)
-        mem.burst_peak_kb = rss_kb(proc.pid)
-        for s in socks:
-            s.close()
-        time.sleep(SETTLE)
-        mem.after_burst_kb = rss_kb(proc.pid)
-        return mem
+        yield proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
