@@ -47,9 +47,13 @@ fn filter_from_env() -> Targets {
         Ok(filter) => filter,
         Err(e) => {
             eprintln!("hitless: {e}; logging at info");
-            Targets::new().with_default(LevelFilter::INFO)
+            info()
         }
     }
+}
+
+fn info() -> Targets {
+    Targets::new().with_default(LevelFilter::INFO)
 }
 
 /// `RUST_LOG` as comma-separated directives, each a level (the default for
@@ -65,7 +69,7 @@ fn filter_from_env() -> Targets {
 /// the message quotes the directive, cut at 64 characters.
 fn parse_filter(value: Option<&OsStr>) -> Result<Targets, String> {
     let Some(raw) = value else {
-        return Ok(Targets::new().with_default(LevelFilter::INFO));
+        return Ok(info());
     };
     let text = raw
         .to_str()
