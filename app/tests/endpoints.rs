@@ -188,20 +188,36 @@ fn host_field_as_rfc_9112_section_3_2_says() {
     let addr = listener.local_addr().unwrap();
     let _server = serve(&listener);
 
-    let status = |host_lines: &str| {
-        let raw = format!("GET /healthz HTTP/1.1\r\n{host_lines}Connection: close\r\n\r\n");
+    let status = |target: &str, host_lines: &str| {
+        let raw = format!("GET {target} HTTP/1.1\r\n{host_lines}Connection: close\r\n\r\n");
         status_line(&exchange(addr, raw.as_bytes())).to_owned()
     };
-    for ok in ["Host: t\r\n", "Host: [::1]:8080\r\n", "Host:\r\n"] {
-        assert!(status(ok).contains(" 200 "), "{ok:?}: {}", status(ok));
-    }
-    for bad in [
-        "",
-        "Host: a\r\nHost: a\r\n",
-        "Host: a, b\r\n",
-        "Host: user@t\r\n",
+    // The absolute form (RFC 9112 §3.2.2) is routed by its path; its
+    // authority replaces Host's, which must still be there and valid.
+    for (target, ok) in [
+        ("/healthz", "Host: t\r\n"),
+        ("/healthz", "Host: [::1]:8080\r\n"),
+        ("/healthz", "Host:\r\n"),
+        ("http://t/healthz", "Host: t\r\n"),
+        ("http://t:8080/healthz?x", "Host: other\r\n"),
     ] {
-        assert!(status(bad).contains(" 400 "), "{bad:?}: {}", status(bad));
+        let got = status(target, ok);
+        assert!(got.contains(" 200 "), "{target} {ok:?}: {got}");
+    }
+    let got = status("http://t/nope", "Host: t\r\n");
+    assert!(
+        got.contains(" 404 "),
+        "an absolute-form target is routed by its path: {got}"
+    );
+    for (target, bad) in [
+        ("/healthz", ""),
+        ("/healthz", "Host: a\r\nHost: a\r\n"),
+        ("/healthz", "Host: a, b\r\n"),
+        ("/healthz", "Host: user@t\r\n"),
+        ("http://t/healthz", ""),
+    ] {
+        let got = status(target, bad);
+        assert!(got.contains(" 400 "), "{target} {bad:?}: {got}");
     }
 }
 
