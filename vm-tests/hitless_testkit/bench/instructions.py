@@ -522,8 +522,10 @@ def section(res: Results) -> str:
             "System calls a connection: nginx 6 (accept4, epoll_ctl, recvfrom, writev, close, and one "
             "epoll_wait); hitless 6.3 (accept4, epoll_ctl to add the socket and again to remove it, "
             "recvfrom, sendto, close; an accept4 that finds the queue empty and an epoll_wait for "
-            "every seven or eight connections); the minimal hyper server 9.6 (hyper's setsockopt for TCP_NODELAY, a second recvfrom that reads the "
-            "client's close, and shutdown before close besides). The second epoll_ctl is tokio's, "
+            "every seven or eight connections); the minimal hyper server 9.6 (besides: a setsockopt "
+            "for TCP_NODELAY on every connection, which hitless sets once on the listening socket for "
+            "the accepted ones to inherit, a second recvfrom that reads the client's close, and a "
+            "shutdown before the close). The second epoll_ctl is tokio's, "
             "which deregisters every socket before closing it; the rest of the difference to nginx is "
             "user-space work that the minimal hyper server does too (the table above).",
             "",
