@@ -61,6 +61,18 @@ fn pipeline(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// Wait until the server's answers on `s` fill the socket between them:
+/// the first byte has come, and then a second for the server to fill its
+/// send buffer (a few MB) and stop. Timed from the first answer rather than
+/// from the connect, so that a loaded machine slow to run the server does
+/// not shorten it.
+fn wait_until_stalled(s: &TcpStream) {
+    s.set_read_timeout(Some(EXIT)).unwrap();
+    let n = s.peek(&mut [0u8; 1]).expect("no answer from the server");
+    assert_eq!(n, 1, "the server closed before answering");
+    thread::sleep(Duration::from_secs(1));
+}
+
 /// Read everything until the server closes; (responses, whether the last
 /// one said `Connection: close` and was complete, whether the close was
 /// orderly rather than a reset).
@@ -93,7 +105,7 @@ fn the_drain_waits_until_a_slow_reader_has_every_answer_written() {
     let addr = listener.local_addr().unwrap();
     let mut server = serve_with(&listener, &[]);
     let s = pipeline(addr);
-    thread::sleep(Duration::from_millis(500));
+    wait_until_stalled(&s);
     server.sigterm();
     // The answers already produced wait in a full socket: the drain is
     // not over while they do.
@@ -121,7 +133,7 @@ fn control_a_send_timeout_shorter_than_the_reader_cuts_its_answers() {
     let addr = listener.local_addr().unwrap();
     let mut server = serve_with(&listener, &["--send-timeout", "1s"]);
     let s = pipeline(addr);
-    thread::sleep(Duration::from_millis(500));
+    wait_until_stalled(&s);
     server.sigterm();
     thread::sleep(Duration::from_millis(3000));
     let (_, last_closes, orderly) = read_all(s);
@@ -197,8 +209,8 @@ fn a_drain_cut_only_by_stalled_peers_exits_0_one_cut_while_serving_exits_5() {
         &listener,
         &["--drain-timeout", "2s", "--send-timeout", "60s"],
     );
-    let _stalled = pipeline(addr);
-    thread::sleep(Duration::from_millis(500));
+    let stalled = pipeline(addr);
+    wait_until_stalled(&stalled);
     server.sigterm();
     assert_eq!(server.wait_exit(EXIT).code(), Some(0));
     let log = server.stderr();
