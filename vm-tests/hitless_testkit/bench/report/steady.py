@@ -85,7 +85,7 @@ def cpu_lines(res: Results, part: str = "steady") -> list[str]:
         for m in modes
     }
     return [
-        "Server CPU per request, hitless relative to nginx: "
+        "Server CPU per request, hitless relative to nginx (the median of the runs' ratios, paired by run): "
         + ", ".join(f"{steady_name(res, m)} {cpu_ratios[m]:.2f}×" for m in modes)
         + " (below 1 = hitless cheaper). "
         "Turned around, the requests one fully used core would serve (10⁶ / µs per request): "
