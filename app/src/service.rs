@@ -95,13 +95,20 @@ where
         } else {
             Head::default()
         };
+        // An absolute-form target (RFC 9112 §3.2.2) names the host in
+        // place of Host: the same syntax, and no userinfo (RFC 9110 §4.2.4).
+        let bad_target = http1
+            && req
+                .uri()
+                .authority()
+                .is_some_and(|a| !valid_host(a.as_str().as_bytes()));
         // Announced once per connection: clients keep the value for the
         // connection (RFC 2068 §19.7.1.1 gives it per connection).
         let keep_alive = http1 && head.persistent(version) && !self.activity.keep_alive_announced();
         if keep_alive {
             self.activity.set_keep_alive_announced();
         }
-        let state = if http1 && head.host_error(version) {
+        let state = if http1 && (head.host_error(version) || bad_target) {
             State::Rejected
         } else {
             State::Calling {

@@ -193,7 +193,8 @@ fn host_field_as_rfc_9112_section_3_2_says() {
         status_line(&exchange(addr, raw.as_bytes())).to_owned()
     };
     // The absolute form (RFC 9112 §3.2.2) is routed by its path; its
-    // authority replaces Host's, which must still be there and valid.
+    // authority replaces Host's and is held to the same syntax (no
+    // userinfo: RFC 9110 §4.2.4), and Host must still be there and valid.
     for (target, ok) in [
         ("/healthz", "Host: t\r\n"),
         ("/healthz", "Host: [::1]:8080\r\n"),
@@ -215,6 +216,8 @@ fn host_field_as_rfc_9112_section_3_2_says() {
         ("/healthz", "Host: a, b\r\n"),
         ("/healthz", "Host: user@t\r\n"),
         ("http://t/healthz", ""),
+        ("http://user@t/healthz", "Host: t\r\n"),
+        ("http://t:80x/healthz", "Host: t\r\n"),
     ] {
         let got = status(target, bad);
         assert!(got.contains(" 400 "), "{target} {bad:?}: {got}");
