@@ -18,7 +18,9 @@ use crate::version::VERSION;
     about = "HTTP service that takes its listening socket from systemd and drains on SIGTERM",
     after_help = "Exit codes: 0 clean exit after drain, 1 runtime error, 2 usage error, \
                   3 bad socket-activation environment, 4 cannot bind a --listen address, \
-                  5 drain cut short (deadline passed, or a second signal) with connections open, \
+                  5 drain cut short: the deadline passed while the service was still working on a request, \
+                  or a second signal came with connections open (a deadline that only peers which stopped \
+                  reading hold exits 0), \
                   6 not ready: the ready check got a 5xx or no answer in time (nothing was served), \
                   7 TLS certificate or key cannot be loaded or do not match.",
     group(ArgGroup::new("cert").args(["tls_cert", "tls_cert_credential"]).requires("key")),
